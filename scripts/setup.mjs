@@ -1,0 +1,126 @@
+#!/usr/bin/env node
+// Idempotent set-up run before `npm start` and `npm test` (DESIGN 8): checks Node, installs the
+// Debian packages a mode needs (when root; otherwise prints the apt-get line and stops), installs
+// npm dependencies from the lockfile when it changed, and compiles the server when its sources changed. Each
+// step is skipped when a stamp keyed by its inputs says it is done, so a second run is quick.
+// Plain Node only: this runs before node_modules exists.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const args = new Set(process.argv.slice(2));
+const MODE = args.has('--test') ? 'test' : 'start';
+const QUIET = args.has('--quiet');
+
+/** Debian packages each mode needs, with a command that proves each is present. */
+const DEBIAN_PACKAGES = {
+  start: [],
+  test: [],
+};
+
+function log(message) {
+  if (!QUIET) process.stderr.write(`[setup] ${message}\n`);
+}
+
+function run(cmd, argv, opts = {}) {
+  const res = spawnSync(cmd, argv, { cwd: ROOT, stdio: QUIET ? ['ignore', 'ignore', 'inherit'] : 'inherit', ...opts });
+  if (res.error) throw res.error;
+  if (res.status !== 0) {
+    process.stderr.write(`[setup] failed: ${cmd} ${argv.join(' ')} (exit ${res.status})\n`);
+    process.exit(res.status ?? 1);
+  }
+}
+
+function hashFiles(files) {
+  const h = createHash('sha256');
+  for (const f of files) {
+    h.update(path.relative(ROOT, f));
+    h.update('\0');
+    h.update(fs.existsSync(f) ? fs.readFileSync(f) : Buffer.alloc(0));
+    h.update('\0');
+  }
+  return h.digest('hex');
+}
+
+function listFiles(dir, filter) {
+  if (!fs.existsSync(dir)) return [];
+  const out = [];
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...listFiles(p, filter));
+    else if (filter(p)) out.push(p);
+  }
+  return out.sort();
+}
+
+function stampPath(name) {
+  return path.join(ROOT, 'node_modules', `.setup-stamp-${name}`);
+}
+
+function isStamped(name, key) {
+  try {
+    return fs.readFileSync(stampPath(name), 'utf8') === key;
+  } catch {
+    return false;
+  }
+}
+
+function writeStamp(name, key) {
+  fs.writeFileSync(stampPath(name), key);
+}
+
+function checkNode() {
+  const [major, minor] = process.versions.node.split('.').map(Number);
+  if (major < 20 || (major === 20 && minor < 19)) {
+    process.stderr.write(`[setup] Node ${process.versions.node} is too old: install Node 20.19 or newer.\n`);
+    process.exit(1);
+  }
+}
+
+function ensureDebianPackages() {
+  const wanted = DEBIAN_PACKAGES[MODE];
+  const missing = wanted.filter(({ check }) => spawnSync('sh', ['-c', check], { stdio: 'ignore' }).status !== 0);
+  if (missing.length === 0) return;
+  const names = missing.map((p) => p.name);
+  const line = `apt-get update && apt-get install -y --no-install-recommends ${names.join(' ')}`;
+  if (typeof process.getuid === 'function' && process.getuid() === 0) {
+    log(`installing Debian packages: ${names.join(' ')}`);
+    run('sh', ['-c', `DEBIAN_FRONTEND=noninteractive ${line}`]);
+  } else {
+    process.stderr.write(`[setup] missing Debian packages. Run as root:\n  ${line}\n`);
+    process.exit(1);
+  }
+}
+
+function ensureNodeModules() {
+  const key = `${process.versions.node}:${hashFiles([path.join(ROOT, 'package-lock.json')])}`;
+  if (fs.existsSync(path.join(ROOT, 'node_modules')) && isStamped('npm', key)) return;
+  // `npm install` rather than `npm ci`: the registry reachable here serves only this platform's
+  // optional binaries (@swc/core-*, @unrs/resolver-*), so the lockfile cannot list the others and
+  // `npm ci` refuses it as out of sync. With a lockfile, `npm install` installs exactly its
+  // versions and leaves it unchanged (checked in docs/operations.md).
+  log('installing npm dependencies (npm install from the lockfile)');
+  run('npm', ['install', '--no-audit', '--no-fund']);
+  writeStamp('npm', key);
+}
+
+function ensureServerBuild() {
+  const inputs = [
+    path.join(ROOT, 'tsconfig.json'),
+    path.join(ROOT, 'package-lock.json'),
+    ...listFiles(path.join(ROOT, 'src'), (p) => p.endsWith('.ts')),
+  ];
+  const key = hashFiles(inputs);
+  if (fs.existsSync(path.join(ROOT, 'dist', 'main.js')) && isStamped('server', key)) return;
+  log('compiling the server (tsc)');
+  run(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']);
+  writeStamp('server', key);
+}
+
+checkNode();
+ensureDebianPackages();
+ensureNodeModules();
+ensureServerBuild();

@@ -1,0 +1,183 @@
+// Composition root: createApp(deps, config) wires the domains to their repositories and the
+// HTTP plumbing. Nothing here reaches for a global; tests build as many apps as they like.
+import cookieParser from 'cookie-parser';
+import express, { type RequestHandler } from 'express';
+import helmet from 'helmet';
+import { pinoHttp } from 'pino-http';
+import type { Config } from './config';
+import { AuditService } from './audit/service';
+import { deriveKey } from './crypto/masterKey';
+import { AppError } from './errors';
+import { createCsrf } from './http/csrf';
+import { errorHandler, notFound } from './http/errors';
+import { memoryLimiters, rateLimitByIp, type LimiterFactory } from './http/rateLimit';
+import { createAuthenticator, createSessionMiddleware, RepositorySessionStore } from './http/session';
+import { identityRoutes } from './identity/routes';
+import { IdentityService } from './identity/service';
+import { healthRoutes } from './observability/health';
+import type { Logger } from './observability/logger';
+import type { Store } from './store/types';
+
+export interface AppDeps {
+  store: Store;
+  logger: Logger;
+  masterKey: Buffer;
+  /** Rate limiter backend; in-memory unless the caller passes a shared (Redis) one. */
+  limiters?: LimiterFactory;
+  clock?: () => Date;
+}
+
+export type AppConfig = Pick<Config, 'trustProxyHops' | 'sessionAbsoluteMs' | 'publicUrl'> & {
+  /** Per-IP budgets; the defaults suit a hospital behind one NAT address. */
+  rateLimits?: Partial<typeof DEFAULT_RATE_LIMITS>;
+};
+
+export const DEFAULT_RATE_LIMITS = {
+  /** Any /api request, per client IP, per minute. */
+  apiPerIpPerMinute: 1200,
+  /** Login attempts per client IP per minute. */
+  loginPerIpPerMinute: 30,
+  /** Login attempts per e-mail per minute (the lockout counts failures; this bounds work). */
+  loginPerAccountPerMinute: 10,
+  /** Sensitive self-service and admin writes per user per minute. */
+  sensitivePerUserPerMinute: 60,
+};
+
+export interface App {
+  handler: express.Express;
+  identity: IdentityService;
+  audit: AuditService;
+  /** Session middleware, shared with the Socket.IO engine later. */
+  sessionMiddleware: RequestHandler;
+  draining: boolean;
+  close(): Promise<void>;
+}
+
+const SESSION_SWEEP_MS = 10 * 60_000;
+
+export function createApp(deps: AppDeps, config: AppConfig): App {
+  const { store, logger } = deps;
+  const clock = deps.clock ?? (() => new Date());
+  const limits = { ...DEFAULT_RATE_LIMITS, ...config.rateLimits };
+  const makeLimiter = deps.limiters ?? memoryLimiters;
+
+  const audit = new AuditService(store.audit, clock);
+  const identity = new IdentityService(store, audit, clock);
+  identity.on('accountLocked', ({ siteId, userId, lockedUntil }) => {
+    // Site admins see the lock in the user list and the audit trail; operators see this line.
+    logger.warn({ siteId, userId, lockedUntil, alert: 'account_locked' }, 'account locked after repeated failed logins');
+  });
+
+  const sessionStore = new RepositorySessionStore(store.sessions, config.sessionAbsoluteMs, clock);
+  const sessionMiddleware = createSessionMiddleware(sessionStore, deriveKey(deps.masterKey, 'session-cookie').toString('base64'));
+  const csrf = createCsrf(deriveKey(deps.masterKey, 'csrf').toString('base64'));
+  const auth = createAuthenticator(identity, config.sessionAbsoluteMs, logger.child({ module: 'auth' }), clock);
+
+  const app = express();
+  const state = { draining: false };
+  app.disable('x-powered-by');
+  app.set('trust proxy', config.trustProxyHops);
+  app.set('query parser', 'simple');
+
+  app.use(
+    pinoHttp({
+      logger: logger.child({ module: 'http' }),
+      // Only method, path and status: no headers, no query strings, no bodies.
+      serializers: {
+        req: (req: { method: string; url: string; id: unknown }) => ({ id: req.id, method: req.method, path: req.url.split('?')[0] }),
+        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+      },
+      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'info'),
+      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
+    }),
+  );
+  app.use(
+    helmet({
+      contentSecurityPolicy: {
+        useDefaults: false,
+        directives: {
+          defaultSrc: ["'self'"],
+          scriptSrc: ["'self'"],
+          styleSrc: ["'self'"],
+          imgSrc: ["'self'", 'data:', 'blob:'],
+          mediaSrc: ["'self'", 'blob:'],
+          connectSrc: ["'self'", 'wss:'],
+          fontSrc: ["'self'"],
+          workerSrc: ["'self'", 'blob:'],
+          objectSrc: ["'none'"],
+          baseUri: ["'none'"],
+          formAction: ["'self'"],
+          frameAncestors: ["'none'"],
+        },
+      },
+      strictTransportSecurity: { maxAge: 31_536_000, includeSubDomains: true },
+      crossOriginEmbedderPolicy: false,
+      referrerPolicy: { policy: 'no-referrer' },
+    }),
+  );
+
+  app.use(healthRoutes(store, () => state.draining));
+
+  const api = express.Router();
+  api.use((_req, res, next) => {
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+  api.use(rateLimitByIp(makeLimiter('api-ip', { points: limits.apiPerIpPerMinute, duration: 60 })));
+  api.use((req, _res, next) => {
+    // JSON only: a state-changing request with a body must say it is JSON.
+    const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+    if (hasBody && !['GET', 'HEAD'].includes(req.method) && !req.is('application/json')) {
+      next(new AppError('UNSUPPORTED_MEDIA_TYPE'));
+      return;
+    }
+    next();
+  });
+  api.use(express.json({ limit: '64kb', strict: true }));
+  api.use(cookieParser());
+  api.use(sessionMiddleware);
+  api.use(csrf.protect);
+  api.use(
+    identityRoutes({
+      identity,
+      csrf,
+      auth,
+      clock,
+      absoluteSessionMs: config.sessionAbsoluteMs,
+      limiters: {
+        login: makeLimiter('login-ip', { points: limits.loginPerIpPerMinute, duration: 60 }),
+        loginAccount: makeLimiter('login-account', { points: limits.loginPerAccountPerMinute, duration: 60 }),
+        sensitive: makeLimiter('sensitive-user', { points: limits.sensitivePerUserPerMinute, duration: 60 }),
+      },
+    }),
+  );
+  api.use(notFound);
+  app.use('/api', api);
+  app.use(notFound);
+  app.use(errorHandler(logger.child({ module: 'http' })));
+
+  const sweep = setInterval(() => {
+    store.sessions.purgeExpired(clock().getTime()).then(
+      (n) => n > 0 && logger.info({ purged: n }, 'expired sessions purged'),
+      (err) => logger.error({ err }, 'session purge failed'),
+    );
+  }, SESSION_SWEEP_MS);
+  sweep.unref();
+
+  return {
+    handler: app,
+    identity,
+    audit,
+    sessionMiddleware,
+    get draining() {
+      return state.draining;
+    },
+    set draining(value: boolean) {
+      state.draining = value;
+    },
+    async close() {
+      clearInterval(sweep);
+      identity.removeAllListeners();
+    },
+  };
+}

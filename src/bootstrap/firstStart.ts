@@ -1,0 +1,31 @@
+// First start with an empty store: a demo site, its site admin, a clinician and a pathologist,
+// each with a one-time password that must be changed at first login. The passwords are
+// returned to main.ts, which prints them once to the console (never to the log).
+import type { Role } from '../protocol/identity';
+import type { IdentityService } from '../identity/service';
+import type { Store } from '../store/types';
+
+export interface DemoAccount {
+  email: string;
+  role: Role;
+  oneTimePassword: string;
+}
+
+export const DEMO_SITE_NAME = 'Demo Hospital';
+const SYSTEM_CONTEXT = { ip: null, userAgent: 'first-start' };
+
+export async function seedIfEmpty(store: Store, identity: IdentityService): Promise<DemoAccount[] | null> {
+  if ((await store.sites.list()).length > 0) return null;
+  const site = await identity.createSite(DEMO_SITE_NAME);
+  const people: { email: string; name: string; role: Role }[] = [
+    { email: 'admin@demo.local', name: 'Demo Site Admin', role: 'site_admin' },
+    { email: 'clinician@demo.local', name: 'Demo Clinician', role: 'clinician' },
+    { email: 'pathologist@demo.local', name: 'Demo Pathologist', role: 'pathologist' },
+  ];
+  const accounts: DemoAccount[] = [];
+  for (const p of people) {
+    const { oneTimePassword } = await identity.createUser(null, SYSTEM_CONTEXT, { siteId: site.id, ...p });
+    accounts.push({ email: p.email, role: p.role, oneTimePassword });
+  }
+  return accounts;
+}

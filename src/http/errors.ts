@@ -1,0 +1,42 @@
+// The one place errors become HTTP responses: AppError codes map to their status; body-parser
+// failures to typed codes; anything else is logged and answered INTERNAL without detail.
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { AppError, NotFoundError } from '../errors';
+import type { ErrorBody } from '../protocol/errors';
+import type { Logger } from '../observability/logger';
+
+export function toAppError(err: unknown): AppError | null {
+  if (err instanceof AppError) return err;
+  const e = err as { type?: string; status?: number; code?: string };
+  if (e?.type === 'entity.too.large') return new AppError('PAYLOAD_TOO_LARGE');
+  if (e?.type === 'entity.parse.failed' || e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') {
+    return new AppError('VALIDATION_FAILED', 'The request body is not valid JSON.');
+  }
+  if (e?.code === 'EBADCSRFTOKEN') return new AppError('CSRF_INVALID');
+  return null;
+}
+
+export function sendError(res: Parameters<RequestHandler>[1], err: AppError): void {
+  const body: ErrorBody = { error: { code: err.code, message: err.message } };
+  if (err.details?.length) body.error.details = err.details;
+  res.status(err.status).json(body);
+}
+
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    const known = toAppError(err);
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    if (known) {
+      if (known.status >= 500) logger.error({ err, path: req.path }, 'request failed');
+      sendError(res, known);
+      return;
+    }
+    logger.error({ err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack }, method: req.method, path: req.path }, 'unhandled error');
+    sendError(res, new AppError('INTERNAL'));
+  };
+}
+
+export const notFound: RequestHandler = (_req, _res, next) => next(new NotFoundError());

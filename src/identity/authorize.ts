@@ -1,0 +1,63 @@
+// The one authorisation decision: authorize(actor, action, resource). Every route and socket
+// event names an action from ACTIONS; nothing checks roles or permissions anywhere else.
+import { AppError, ForbiddenError, NotFoundError } from '../errors';
+import type { Permission, Permissions, Role } from '../protocol/identity';
+
+export interface Actor {
+  userId: string;
+  siteId: string;
+  role: Role;
+  permissions: Permissions;
+}
+
+export interface Resource {
+  /** The site owning the resource; a resource of another site does not exist for the actor. */
+  siteId: string;
+  /** The user the resource belongs to, when it is a user's own record. */
+  ownerId?: string;
+}
+
+interface Rule {
+  roles?: readonly Role[];
+  permission?: Permission;
+  /** Allowed to the owner of the resource whatever the role. */
+  owner?: boolean;
+}
+
+const ANY: readonly Role[] = ['site_admin', 'clinician', 'pathologist'];
+const ADMIN: readonly Role[] = ['site_admin'];
+
+export const ACTIONS = {
+  'self.read': { roles: ANY },
+  'self.changePassword': { roles: ANY },
+  'self.manageTotp': { roles: ANY },
+  'site.read': { roles: ANY },
+  'site.updatePolicy': { roles: ADMIN },
+  'user.list': { roles: ADMIN },
+  'user.read': { roles: ADMIN, owner: true },
+  'user.create': { roles: ADMIN },
+  'user.update': { roles: ADMIN },
+  'user.resetPassword': { roles: ADMIN },
+  'user.revokeSessions': { roles: ADMIN },
+} as const satisfies Record<string, Rule>;
+
+export type Action = keyof typeof ACTIONS;
+
+export type Decision = { allowed: true } | { allowed: false; error: AppError };
+
+export function authorize(actor: Actor, action: Action, resource: Resource): Decision {
+  // Stop Access (seed 003) overrides everything, including the site admin role.
+  if (actor.permissions.stopAccess) return { allowed: false, error: new AppError('ACCESS_STOPPED') };
+  // Another site's resources are reported as absent, never as forbidden: no existence oracle.
+  if (resource.siteId !== actor.siteId) return { allowed: false, error: new NotFoundError() };
+  const rule: Rule = ACTIONS[action];
+  if (rule.owner && resource.ownerId === actor.userId) return { allowed: true };
+  if (rule.roles && !rule.roles.includes(actor.role)) return { allowed: false, error: new ForbiddenError() };
+  if (rule.permission && !actor.permissions[rule.permission]) return { allowed: false, error: new ForbiddenError() };
+  return { allowed: true };
+}
+
+export function requireAuthorized(actor: Actor, action: Action, resource: Resource): void {
+  const decision = authorize(actor, action, resource);
+  if (!decision.allowed) throw decision.error;
+}

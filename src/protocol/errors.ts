@@ -1,0 +1,39 @@
+// The one table of error codes a client can receive, over HTTP ({ error: { code, message } })
+// and in Socket.IO acks. Nothing outside this table ever reaches a client.
+
+export const ERROR_CODES = {
+  VALIDATION_FAILED: { status: 400, message: 'The request is not valid.' },
+  UNAUTHENTICATED: { status: 401, message: 'Sign in to continue.' },
+  INVALID_CREDENTIALS: { status: 401, message: 'The e-mail, password or code is not correct, or the account is locked.' },
+  TOTP_REQUIRED: { status: 401, message: 'Enter the code from your authenticator app.' },
+  SESSION_EXPIRED: { status: 401, message: 'Your session has ended. Sign in again.' },
+  CSRF_INVALID: { status: 403, message: 'The request could not be verified. Reload and try again.' },
+  FORBIDDEN: { status: 403, message: 'You do not have permission to do this.' },
+  ACCESS_STOPPED: { status: 403, message: 'Access for this account has been stopped by a site administrator.' },
+  PASSWORD_CHANGE_REQUIRED: { status: 403, message: 'Change your one-time password before continuing.' },
+  TOTP_ENROLMENT_REQUIRED: { status: 403, message: 'This site requires two-factor authentication. Enrol an authenticator app first.' },
+  NOT_FOUND: { status: 404, message: 'Not found.' },
+  CONFLICT: { status: 409, message: 'This conflicts with the current state.' },
+  PAYLOAD_TOO_LARGE: { status: 413, message: 'The request is too large.' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Send JSON (Content-Type: application/json).' },
+  PASSWORD_POLICY: { status: 422, message: 'The password does not meet the site policy.' },
+  RATE_LIMITED: { status: 429, message: 'Too many requests. Wait a moment and try again.' },
+  INTERNAL: { status: 500, message: 'Something went wrong on the server.' },
+  NOT_READY: { status: 503, message: 'The server is not ready.' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; details?: ErrorDetail[] };
+}
+
+/** Field-level detail of a validation failure: which field, and why (never a value). */
+export interface ErrorDetail {
+  path: string;
+  issue: string;
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, value);
+}

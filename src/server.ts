@@ -1,0 +1,89 @@
+// Starts a whole node: store, keys, TLS, app, listener; and drains it. Used by main.ts and by
+// the integration tests, so the tests run the very code path a user starts.
+import type { AddressInfo } from 'node:net';
+import { createApp, type App, type AppConfig } from './app';
+import { seedIfEmpty, type DemoAccount } from './bootstrap/firstStart';
+import type { Config } from './config';
+import { loadOrCreateMasterKey } from './crypto/masterKey';
+import { createDualServer } from './http/server';
+import { loadOrCreateTls } from './http/tls';
+import type { LimiterFactory } from './http/rateLimit';
+import type { Logger } from './observability/logger';
+import { createStore } from './store';
+import type { Store } from './store/types';
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  app: App;
+  store: Store;
+  /** The one-time demo credentials when this start created them; null otherwise. */
+  demoAccounts: DemoAccount[] | null;
+  /** Stops accepting, lets in-flight requests finish (up to the grace period), closes the store. */
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  limiters?: LimiterFactory;
+  rateLimits?: AppConfig['rateLimits'];
+  clock?: () => Date;
+}
+
+export async function startServer(config: Config, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
+  const store = await createStore(config);
+  try {
+    const masterKey = loadOrCreateMasterKey(config.masterKeyFile);
+    const tls = await loadOrCreateTls({
+      certFile: config.tls.certFile,
+      keyFile: config.tls.keyFile,
+      dataDir: config.dataDir,
+      publicHost: new URL(config.publicUrl).hostname,
+    });
+    const app = createApp(
+      { store, logger, masterKey, limiters: options.limiters, clock: options.clock },
+      { trustProxyHops: config.trustProxyHops, sessionAbsoluteMs: config.sessionAbsoluteMs, publicUrl: config.publicUrl, rateLimits: options.rateLimits },
+    );
+    const demoAccounts = config.demoSeed ? await seedIfEmpty(store, app.identity) : null;
+    const servers = createDualServer(tls, app.handler, config.publicUrl);
+    await new Promise<void>((resolve, reject) => {
+      servers.tcp.once('error', reject);
+      servers.tcp.listen(config.port, config.host, () => resolve());
+    });
+    const port = (servers.tcp.address() as AddressInfo).port;
+    const displayHost = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+    let closing: Promise<void> | null = null;
+    return {
+      url: `https://${displayHost}:${port}`,
+      port,
+      app,
+      store,
+      demoAccounts,
+      close() {
+        closing ??= (async () => {
+          app.draining = true;
+          await new Promise<void>((resolve) => {
+            const force = setTimeout(() => {
+              servers.https.closeAllConnections();
+              servers.http.closeAllConnections();
+            }, config.shutdownGraceMs);
+            force.unref();
+            servers.tcp.close(() => {
+              clearTimeout(force);
+              resolve();
+            });
+            servers.https.close();
+            servers.http.close();
+            servers.https.closeIdleConnections();
+            servers.http.closeIdleConnections();
+          });
+          await app.close();
+          await store.close();
+        })();
+        return closing;
+      },
+    };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}

@@ -1,0 +1,565 @@
+// Production store: MongoDB through mongoose on a private connection, same contract as src/store/sqlite.
+import mongoose, { Schema, type Connection, type Model, type UpdateQuery } from 'mongoose';
+import type { AuditAction, AuditActor, AuditDetails, AuditObject, AuditOutcome, AuditRecord, AuditRepository } from '../../audit/model';
+import type { SiteRecord, UserRecord } from '../../identity/model';
+import type {
+  LockoutRule,
+  SessionRecord,
+  SessionRepository,
+  SiteRepository,
+  UserPatch,
+  UserRepository,
+} from '../../identity/repository';
+import type { Permissions, Role, SitePolicy } from '../../protocol/identity';
+import { DuplicateKeyError, type Store } from '../types';
+
+// A write acknowledges a user action only once a majority has it in the journal, so a failover
+// cannot roll back a password change, a lockout or an audit record the user was told about.
+const MAJORITY = { w: 'majority', j: true } as const;
+
+const APPEND_ATTEMPTS = 20;
+const PING_TIMEOUT_MS = 3000;
+
+const { trusted } = mongoose;
+
+const SCHEMA_OPTIONS = {
+  writeConcern: MAJORITY,
+  versionKey: false,
+  // Empty objects (audit details, permissions) must round-trip as {} like the SQLite JSON does.
+  minimize: false,
+  // connection.set('strictQuery') is not consulted by mongoose 9 when casting filters; the
+  // schema option is, so unknown filter keys are dropped here rather than reaching the server.
+  strictQuery: true,
+  autoIndex: false,
+  id: false,
+} as const;
+
+function isDuplicateKey(err: unknown, field?: string): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const e = err as { code?: unknown; keyPattern?: Record<string, unknown>; message?: unknown };
+  if (e.code !== 11000) return false;
+  if (field === undefined) return true;
+  if (e.keyPattern) return Object.hasOwn(e.keyPattern, field);
+  return typeof e.message === 'string' && e.message.includes(field);
+}
+
+interface SiteDoc {
+  _id: string;
+  name: string;
+  policy: SitePolicy;
+  createdAt: string;
+  updatedAt: string;
+}
+
+const siteSchema = new Schema<SiteDoc>(
+  {
+    _id: { type: String },
+    name: { type: String },
+    policy: { type: Schema.Types.Mixed },
+    createdAt: { type: String },
+    updatedAt: { type: String },
+  },
+  { ...SCHEMA_OPTIONS, collection: 'sites' },
+);
+
+function siteFromDoc(d: SiteDoc): SiteRecord {
+  return { id: d._id, name: d.name, policy: d.policy, createdAt: d.createdAt, updatedAt: d.updatedAt };
+}
+
+interface UserDoc {
+  _id: string;
+  siteId: string;
+  email: string;
+  name: string;
+  role: Role;
+  permissions: Permissions;
+  passwordHash: string;
+  mustChangePassword: boolean;
+  totpSecret: string | null;
+  totpPendingSecret: string | null;
+  totpLastStep: number | null;
+  failedLoginCount: number;
+  failedLoginWindowStart: string | null;
+  lockedUntil: string | null;
+  createdAt: string;
+  updatedAt: string;
+  createdBy: string | null;
+  updatedBy: string | null;
+}
+
+const userSchema = new Schema<UserDoc>(
+  {
+    _id: { type: String },
+    siteId: { type: String },
+    email: { type: String },
+    name: { type: String },
+    role: { type: String },
+    permissions: { type: Schema.Types.Mixed },
+    passwordHash: { type: String },
+    mustChangePassword: { type: Boolean },
+    totpSecret: { type: String },
+    totpPendingSecret: { type: String },
+    totpLastStep: { type: Number },
+    failedLoginCount: { type: Number },
+    failedLoginWindowStart: { type: String },
+    lockedUntil: { type: String },
+    createdAt: { type: String },
+    updatedAt: { type: String },
+    createdBy: { type: String },
+    updatedBy: { type: String },
+  },
+  { ...SCHEMA_OPTIONS, collection: 'users' },
+);
+// Login knows only the e-mail, so it is unique across every site.
+userSchema.index({ email: 1 }, { unique: true });
+// Leads with siteId for site-scoped lookups and also serves listBySite's order by e-mail.
+userSchema.index({ siteId: 1, email: 1 });
+
+// Only these fields are patchable, as SQLite's column map enforces; identity fields such as
+// siteId or email can never be moved by a patch object carrying extra keys.
+const PATCH_KEYS = Object.keys({
+  name: true,
+  role: true,
+  permissions: true,
+  passwordHash: true,
+  mustChangePassword: true,
+  totpSecret: true,
+  totpPendingSecret: true,
+  totpLastStep: true,
+  failedLoginCount: true,
+  failedLoginWindowStart: true,
+  lockedUntil: true,
+  updatedAt: true,
+  updatedBy: true,
+} satisfies Record<keyof UserPatch, true>) as (keyof UserPatch)[];
+
+function userFromDoc(d: UserDoc): UserRecord {
+  return {
+    id: d._id,
+    siteId: d.siteId,
+    email: d.email,
+    name: d.name,
+    role: d.role,
+    permissions: d.permissions,
+    passwordHash: d.passwordHash,
+    mustChangePassword: d.mustChangePassword === true,
+    totpSecret: d.totpSecret ?? null,
+    totpPendingSecret: d.totpPendingSecret ?? null,
+    totpLastStep: d.totpLastStep ?? null,
+    failedLoginCount: d.failedLoginCount ?? 0,
+    failedLoginWindowStart: d.failedLoginWindowStart ?? null,
+    lockedUntil: d.lockedUntil ?? null,
+    createdAt: d.createdAt,
+    updatedAt: d.updatedAt,
+    createdBy: d.createdBy ?? null,
+    updatedBy: d.updatedBy ?? null,
+  };
+}
+
+interface SessionDoc {
+  _id: string;
+  siteId: string | null;
+  userId: string | null;
+  data: string;
+  expiresAt: number;
+  expiresAtDate: Date;
+}
+
+const sessionSchema = new Schema<SessionDoc>(
+  {
+    _id: { type: String },
+    siteId: { type: String },
+    userId: { type: String },
+    data: { type: String },
+    expiresAt: { type: Number },
+    expiresAtDate: { type: Date },
+  },
+  { ...SCHEMA_OPTIONS, collection: 'sessions' },
+);
+sessionSchema.index({ siteId: 1, userId: 1 });
+sessionSchema.index({ expiresAt: 1 });
+// A safety net only: get() and purgeExpired() decide by the numeric expiresAt, so the TTL
+// monitor's lag never lets a dead session through.
+sessionSchema.index({ expiresAtDate: 1 }, { expireAfterSeconds: 0 });
+
+function sessionFromDoc(d: SessionDoc): SessionRecord {
+  return { sid: d._id, siteId: d.siteId ?? null, userId: d.userId ?? null, data: d.data, expiresAt: d.expiresAt };
+}
+
+interface AuditDoc {
+  _id: string;
+  siteId: string;
+  seq: number;
+  type: string;
+  action: AuditAction;
+  outcome: AuditOutcome;
+  time: string;
+  actor: AuditActor;
+  objects: AuditObject[];
+  details: AuditDetails;
+  prevHash: string;
+  hash: string;
+}
+
+const auditSchema = new Schema<AuditDoc>(
+  {
+    _id: { type: String },
+    siteId: { type: String },
+    seq: { type: Number },
+    type: { type: String },
+    action: { type: String },
+    outcome: { type: Number },
+    time: { type: String },
+    actor: { type: Schema.Types.Mixed },
+    objects: { type: Schema.Types.Mixed },
+    details: { type: Schema.Types.Mixed },
+    prevHash: { type: String },
+    hash: { type: String },
+  },
+  { ...SCHEMA_OPTIONS, collection: 'audit_events' },
+);
+// The unique (siteId, seq) is what keeps a chain from forking when two nodes append at once.
+auditSchema.index({ siteId: 1, seq: 1 }, { unique: true });
+auditSchema.index({ siteId: 1, time: 1 });
+
+function auditFromDoc(d: AuditDoc): AuditRecord {
+  return {
+    id: d._id,
+    siteId: d.siteId,
+    seq: d.seq,
+    type: d.type,
+    action: d.action,
+    outcome: d.outcome,
+    time: d.time,
+    actor: d.actor,
+    objects: d.objects,
+    details: d.details,
+    prevHash: d.prevHash,
+    hash: d.hash,
+  };
+}
+
+class MongoSites implements SiteRepository {
+  constructor(private readonly model: Model<SiteDoc>) {}
+
+  async create(site: SiteRecord): Promise<void> {
+    try {
+      await this.model.insertOne({
+        _id: site.id,
+        name: site.name,
+        policy: site.policy,
+        createdAt: site.createdAt,
+        updatedAt: site.updatedAt,
+      });
+    } catch (err) {
+      if (isDuplicateKey(err)) throw new DuplicateKeyError('site.id');
+      throw err;
+    }
+  }
+
+  async findById(id: string): Promise<SiteRecord | null> {
+    const doc = await this.model.findOne({ _id: id }).lean<SiteDoc>();
+    return doc ? siteFromDoc(doc) : null;
+  }
+
+  async list(): Promise<SiteRecord[]> {
+    const docs = await this.model.find({}).sort({ createdAt: 1, _id: 1 }).lean<SiteDoc[]>();
+    return docs.map(siteFromDoc);
+  }
+
+  async updatePolicy(id: string, policy: SitePolicy, updatedAt: string): Promise<SiteRecord | null> {
+    const doc = await this.model
+      .findOneAndUpdate({ _id: id }, { $set: { policy, updatedAt } }, { returnDocument: 'after' })
+      .lean<SiteDoc>();
+    return doc ? siteFromDoc(doc) : null;
+  }
+}
+
+class MongoUsers implements UserRepository {
+  constructor(private readonly model: Model<UserDoc>) {}
+
+  async create(u: UserRecord): Promise<void> {
+    try {
+      await this.model.insertOne({
+        _id: u.id,
+        siteId: u.siteId,
+        email: u.email,
+        name: u.name,
+        role: u.role,
+        permissions: u.permissions,
+        passwordHash: u.passwordHash,
+        mustChangePassword: u.mustChangePassword,
+        totpSecret: u.totpSecret,
+        totpPendingSecret: u.totpPendingSecret,
+        totpLastStep: u.totpLastStep,
+        failedLoginCount: u.failedLoginCount,
+        failedLoginWindowStart: u.failedLoginWindowStart,
+        lockedUntil: u.lockedUntil,
+        createdAt: u.createdAt,
+        updatedAt: u.updatedAt,
+        createdBy: u.createdBy,
+        updatedBy: u.updatedBy,
+      });
+    } catch (err) {
+      // Only the e-mail is a user-facing conflict; an id collision is a bug and surfaces as is,
+      // as it does in SQLite.
+      if (isDuplicateKey(err, 'email')) throw new DuplicateKeyError('user.email');
+      throw err;
+    }
+  }
+
+  async findById(siteId: string, id: string): Promise<UserRecord | null> {
+    const doc = await this.model.findOne({ _id: id, siteId }).lean<UserDoc>();
+    return doc ? userFromDoc(doc) : null;
+  }
+
+  async findByEmail(email: string): Promise<UserRecord | null> {
+    const doc = await this.model.findOne({ email }).lean<UserDoc>();
+    return doc ? userFromDoc(doc) : null;
+  }
+
+  async listBySite(siteId: string): Promise<UserRecord[]> {
+    const docs = await this.model.find({ siteId }).sort({ email: 1 }).lean<UserDoc[]>();
+    return docs.map(userFromDoc);
+  }
+
+  async update(siteId: string, id: string, patch: UserPatch): Promise<UserRecord | null> {
+    const $set: Record<string, unknown> = {};
+    for (const key of PATCH_KEYS) {
+      if (patch[key] !== undefined) $set[key] = patch[key];
+    }
+    const doc = await this.model
+      .findOneAndUpdate({ _id: id, siteId }, { $set }, { returnDocument: 'after' })
+      .lean<UserDoc>();
+    return doc ? userFromDoc(doc) : null;
+  }
+
+  async registerFailedLogin(siteId: string, id: string, rule: LockoutRule): Promise<UserRecord | null> {
+    // One server-side pipeline update evaluates the window against the stored state, so two
+    // nodes counting failures for the same account at once cannot lose an increment.
+    const now = rule.now.getTime();
+    const nowIso = rule.now.toISOString();
+    // ISO-8601 UTC strings order like the instants they name; a start after the cutoff is
+    // exactly SQLite's `now - start < windowMs`.
+    const cutoffIso = new Date(now - rule.windowMs).toISOString();
+    const lockIso = new Date(now + rule.lockMs).toISOString();
+
+    const inWindow = {
+      $and: [{ $eq: [{ $type: '$failedLoginWindowStart' }, 'string'] }, { $gt: ['$failedLoginWindowStart', { $literal: cutoffIso }] }],
+    };
+    const count = { $cond: [inWindow, { $add: [{ $ifNull: ['$failedLoginCount', 0] }, 1] }, 1] };
+    const locks = { $gte: [count, rule.threshold] };
+    // Every expression in one $set stage reads the document as it was before the stage, so
+    // the three fields are computed from the same prior state.
+    const pipeline = [
+      {
+        $set: {
+          failedLoginCount: { $cond: [locks, 0, count] },
+          failedLoginWindowStart: {
+            $cond: [locks, null, { $cond: [inWindow, '$failedLoginWindowStart', { $literal: nowIso }] }],
+          },
+          lockedUntil: { $cond: [locks, { $literal: lockIso }, { $ifNull: ['$lockedUntil', null] }] },
+        },
+      },
+    ];
+
+    // mongoose 9 types findOneAndUpdate's update as a document only, although it accepts a
+    // pipeline at runtime once updatePipeline is set.
+    const doc = await this.model
+      .findOneAndUpdate({ _id: id, siteId }, pipeline as unknown as UpdateQuery<UserDoc>, {
+        returnDocument: 'after',
+        updatePipeline: true,
+      })
+      .lean<UserDoc>();
+    return doc ? userFromDoc(doc) : null;
+  }
+
+  async claimTotpStep(siteId: string, id: string, step: number): Promise<boolean> {
+    const res = await this.model.updateOne(
+      { _id: id, siteId, $or: [{ totpLastStep: null }, { totpLastStep: trusted({ $lt: step }) }] },
+      { $set: { totpLastStep: step } },
+    );
+    return res.modifiedCount === 1;
+  }
+}
+
+class MongoSessions implements SessionRepository {
+  constructor(private readonly model: Model<SessionDoc>) {}
+
+  async get(sid: string, now: number): Promise<SessionRecord | null> {
+    const doc = await this.model.findOne({ _id: sid, expiresAt: trusted({ $gt: now }) }).lean<SessionDoc>();
+    return doc ? sessionFromDoc(doc) : null;
+  }
+
+  async set(r: SessionRecord): Promise<void> {
+    await this.model.updateOne(
+      { _id: r.sid },
+      {
+        $set: {
+          siteId: r.siteId,
+          userId: r.userId,
+          data: r.data,
+          expiresAt: r.expiresAt,
+          expiresAtDate: new Date(r.expiresAt),
+        },
+      },
+      { upsert: true },
+    );
+  }
+
+  async touch(sid: string, expiresAt: number): Promise<void> {
+    await this.model.updateOne({ _id: sid }, { $set: { expiresAt, expiresAtDate: new Date(expiresAt) } });
+  }
+
+  async destroy(sid: string): Promise<void> {
+    await this.model.deleteOne({ _id: sid });
+  }
+
+  async destroyByUser(siteId: string, userId: string, keepSid?: string): Promise<string[]> {
+    const docs = await this.model
+      .find({ siteId, userId, _id: trusted({ $ne: keepSid ?? '' }) })
+      .select({ _id: 1 })
+      .lean<{ _id: string }[]>();
+    const sids = docs.map((d) => d._id);
+    if (sids.length === 0) return [];
+    // Deleting exactly the ids read keeps the returned list true to what was removed.
+    await this.model.deleteMany({ _id: trusted({ $in: sids }), siteId, userId });
+    return sids;
+  }
+
+  async purgeExpired(now: number): Promise<number> {
+    const res = await this.model.deleteMany({ expiresAt: trusted({ $lte: now }) });
+    return res.deletedCount;
+  }
+}
+
+class MongoAudit implements AuditRepository {
+  constructor(private readonly model: Model<AuditDoc>) {}
+
+  async appendChained(
+    siteId: string,
+    build: (head: { seq: number; hash: string } | null) => AuditRecord,
+  ): Promise<AuditRecord> {
+    // Without a transaction the head may move between read and insert; the unique
+    // (siteId, seq) index refuses the loser, which rebuilds on the new head.
+    for (let attempt = 0; attempt < APPEND_ATTEMPTS; attempt++) {
+      const head = await this.model
+        .findOne({ siteId })
+        .sort({ seq: -1 })
+        .select({ _id: 0, seq: 1, hash: 1 })
+        .lean<{ seq: number; hash: string }>();
+      const r = build(head ? { seq: head.seq, hash: head.hash } : null);
+      try {
+        await this.model.insertOne({
+          _id: r.id,
+          siteId: r.siteId,
+          seq: r.seq,
+          type: r.type,
+          action: r.action,
+          outcome: r.outcome,
+          time: r.time,
+          actor: r.actor,
+          objects: r.objects,
+          details: r.details,
+          prevHash: r.prevHash,
+          hash: r.hash,
+        });
+        return r;
+      } catch (err) {
+        if (isDuplicateKey(err, 'seq')) continue;
+        throw err;
+      }
+    }
+    throw new Error(`audit chain ${siteId}: no free sequence number after ${APPEND_ATTEMPTS} attempts`);
+  }
+
+  async listChain(siteId: string, afterSeq: number, limit: number): Promise<AuditRecord[]> {
+    // SQLite reads LIMIT 0 as none and a negative LIMIT as unbounded; Mongo's limit(0) is
+    // unbounded and a negative one means a single batch, so both cases are mapped explicitly.
+    if (limit === 0) return [];
+    const query = this.model.find({ siteId, seq: trusted({ $gt: afterSeq }) }).sort({ seq: 1 });
+    if (limit > 0) query.limit(limit);
+    const docs = await query.lean<AuditDoc[]>();
+    return docs.map(auditFromDoc);
+  }
+
+  async listChains(): Promise<string[]> {
+    const ids = (await this.model.distinct('siteId')) as string[];
+    return ids.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+}
+
+export class MongoStore implements Store {
+  readonly kind = 'mongo' as const;
+  readonly sites: SiteRepository;
+  readonly users: UserRepository;
+  readonly sessions: SessionRepository;
+  readonly audit: AuditRepository;
+  #closed = false;
+
+  private constructor(
+    private readonly conn: Connection,
+    models: { sites: Model<SiteDoc>; users: Model<UserDoc>; sessions: Model<SessionDoc>; audit: Model<AuditDoc> },
+  ) {
+    this.sites = new MongoSites(models.sites);
+    this.users = new MongoUsers(models.users);
+    this.sessions = new MongoSessions(models.sessions);
+    this.audit = new MongoAudit(models.audit);
+  }
+
+  static async connect(uri: string): Promise<MongoStore> {
+    // A private connection: nothing else in the process can change its options or models.
+    // Indexes are built below and awaited, not in the background where a failure goes unseen.
+    const conn = mongoose.createConnection(uri, { autoIndex: false });
+    try {
+      await conn.asPromise();
+      // Filters are built from request data (e-mails, ids); a smuggled `{ $ne: ... }` must
+      // match literally, so every intended operator in this file is wrapped in trusted().
+      conn.set('sanitizeFilter', true);
+      conn.set('strictQuery', true);
+
+      const models = {
+        sites: conn.model<SiteDoc>('Site', siteSchema, 'sites'),
+        users: conn.model<UserDoc>('User', userSchema, 'users'),
+        sessions: conn.model<SessionDoc>('Session', sessionSchema, 'sessions'),
+        audit: conn.model<AuditDoc>('AuditEvent', auditSchema, 'audit_events'),
+      };
+      const all: { init(): Promise<unknown>; syncIndexes(): Promise<unknown> }[] = Object.values(models);
+      for (const model of all) {
+        await model.init();
+        await model.syncIndexes();
+      }
+      return new MongoStore(conn, models);
+    } catch (err) {
+      await conn.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async ping(): Promise<boolean> {
+    if (this.#closed) return false;
+    const db = this.conn.db;
+    if (!db) return false;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), PING_TIMEOUT_MS);
+      timer.unref();
+    });
+    try {
+      const ok = db
+        .admin()
+        .ping()
+        .then((res) => res.ok === 1)
+        .catch(() => false);
+      return await Promise.race([ok, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.conn.close();
+  }
+}

@@ -1,0 +1,410 @@
+// Embedded store: one better-sqlite3 file in DATA_DIR, WAL with synchronous=FULL, so a write
+// is on disk before the call returns and therefore before any user action is acknowledged.
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { AuditRecord, AuditRepository } from '../../audit/model';
+import type { SiteRecord, UserRecord } from '../../identity/model';
+import type {
+  LockoutRule,
+  SessionRecord,
+  SessionRepository,
+  SiteRepository,
+  UserPatch,
+  UserRepository,
+} from '../../identity/repository';
+import type { SitePolicy } from '../../protocol/identity';
+import { DuplicateKeyError, type Store } from '../types';
+import { migrate } from './migrations';
+
+export function openSqlite(file: string): Database.Database {
+  if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  return err instanceof Error && (err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
+}
+
+const bool = (v: boolean) => (v ? 1 : 0);
+
+interface UserRow {
+  id: string;
+  site_id: string;
+  email: string;
+  name: string;
+  role: string;
+  permissions: string;
+  password_hash: string;
+  must_change_password: number;
+  totp_secret: string | null;
+  totp_pending_secret: string | null;
+  totp_last_step: number | null;
+  failed_login_count: number;
+  failed_login_window_start: string | null;
+  locked_until: string | null;
+  created_at: string;
+  updated_at: string;
+  created_by: string | null;
+  updated_by: string | null;
+}
+
+function userFromRow(r: UserRow): UserRecord {
+  return {
+    id: r.id,
+    siteId: r.site_id,
+    email: r.email,
+    name: r.name,
+    role: r.role as UserRecord['role'],
+    permissions: JSON.parse(r.permissions),
+    passwordHash: r.password_hash,
+    mustChangePassword: r.must_change_password === 1,
+    totpSecret: r.totp_secret,
+    totpPendingSecret: r.totp_pending_secret,
+    totpLastStep: r.totp_last_step,
+    failedLoginCount: r.failed_login_count,
+    failedLoginWindowStart: r.failed_login_window_start,
+    lockedUntil: r.locked_until,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    createdBy: r.created_by,
+    updatedBy: r.updated_by,
+  };
+}
+
+const USER_COLUMNS: Record<keyof Omit<UserPatch, never>, string> = {
+  name: 'name',
+  role: 'role',
+  permissions: 'permissions',
+  passwordHash: 'password_hash',
+  mustChangePassword: 'must_change_password',
+  totpSecret: 'totp_secret',
+  totpPendingSecret: 'totp_pending_secret',
+  totpLastStep: 'totp_last_step',
+  failedLoginCount: 'failed_login_count',
+  failedLoginWindowStart: 'failed_login_window_start',
+  lockedUntil: 'locked_until',
+  updatedAt: 'updated_at',
+  updatedBy: 'updated_by',
+};
+
+function toColumnValue(key: keyof UserPatch, value: unknown): unknown {
+  if (key === 'permissions') return JSON.stringify(value);
+  if (typeof value === 'boolean') return bool(value);
+  return value;
+}
+
+class SqliteSites implements SiteRepository {
+  constructor(private readonly db: Database.Database) {}
+
+  async create(site: SiteRecord): Promise<void> {
+    try {
+      this.db
+        .prepare('INSERT INTO sites (id, name, policy, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
+        .run(site.id, site.name, JSON.stringify(site.policy), site.createdAt, site.updatedAt);
+    } catch (err) {
+      if (isUniqueViolation(err) || (err as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
+        throw new DuplicateKeyError('site.id');
+      }
+      throw err;
+    }
+  }
+
+  async findById(id: string): Promise<SiteRecord | null> {
+    const row = this.db.prepare('SELECT * FROM sites WHERE id = ?').get(id) as SiteRow | undefined;
+    return row ? siteFromRow(row) : null;
+  }
+
+  async list(): Promise<SiteRecord[]> {
+    return (this.db.prepare('SELECT * FROM sites ORDER BY created_at, id').all() as SiteRow[]).map(siteFromRow);
+  }
+
+  async updatePolicy(id: string, policy: SitePolicy, updatedAt: string): Promise<SiteRecord | null> {
+    const info = this.db
+      .prepare('UPDATE sites SET policy = ?, updated_at = ? WHERE id = ?')
+      .run(JSON.stringify(policy), updatedAt, id);
+    return info.changes === 0 ? null : this.findById(id);
+  }
+}
+
+interface SiteRow {
+  id: string;
+  name: string;
+  policy: string;
+  created_at: string;
+  updated_at: string;
+}
+
+function siteFromRow(r: SiteRow): SiteRecord {
+  return { id: r.id, name: r.name, policy: JSON.parse(r.policy), createdAt: r.created_at, updatedAt: r.updated_at };
+}
+
+class SqliteUsers implements UserRepository {
+  constructor(private readonly db: Database.Database) {}
+
+  async create(u: UserRecord): Promise<void> {
+    try {
+      this.db
+        .prepare(
+          `INSERT INTO users (id, site_id, email, name, role, permissions, password_hash, must_change_password,
+             totp_secret, totp_pending_secret, totp_last_step, failed_login_count, failed_login_window_start,
+             locked_until, created_at, updated_at, created_by, updated_by)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          u.id,
+          u.siteId,
+          u.email,
+          u.name,
+          u.role,
+          JSON.stringify(u.permissions),
+          u.passwordHash,
+          bool(u.mustChangePassword),
+          u.totpSecret,
+          u.totpPendingSecret,
+          u.totpLastStep,
+          u.failedLoginCount,
+          u.failedLoginWindowStart,
+          u.lockedUntil,
+          u.createdAt,
+          u.updatedAt,
+          u.createdBy,
+          u.updatedBy,
+        );
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new DuplicateKeyError('user.email');
+      throw err;
+    }
+  }
+
+  async findById(siteId: string, id: string): Promise<UserRecord | null> {
+    const row = this.db.prepare('SELECT * FROM users WHERE site_id = ? AND id = ?').get(siteId, id) as
+      | UserRow
+      | undefined;
+    return row ? userFromRow(row) : null;
+  }
+
+  async findByEmail(email: string): Promise<UserRecord | null> {
+    const row = this.db.prepare('SELECT * FROM users WHERE email = ?').get(email) as UserRow | undefined;
+    return row ? userFromRow(row) : null;
+  }
+
+  async listBySite(siteId: string): Promise<UserRecord[]> {
+    return (this.db.prepare('SELECT * FROM users WHERE site_id = ? ORDER BY email').all(siteId) as UserRow[]).map(
+      userFromRow,
+    );
+  }
+
+  async update(siteId: string, id: string, patch: UserPatch): Promise<UserRecord | null> {
+    const keys = (Object.keys(patch) as (keyof UserPatch)[]).filter((k) => patch[k] !== undefined);
+    const sets = keys.map((k) => `${USER_COLUMNS[k]} = ?`).join(', ');
+    const values = keys.map((k) => toColumnValue(k, patch[k]));
+    const info = this.db.prepare(`UPDATE users SET ${sets} WHERE site_id = ? AND id = ?`).run(...values, siteId, id);
+    return info.changes === 0 ? null : this.findById(siteId, id);
+  }
+
+  async registerFailedLogin(siteId: string, id: string, rule: LockoutRule): Promise<UserRecord | null> {
+    // better-sqlite3 is synchronous: the read-modify-write below cannot interleave with another.
+    const run = this.db.transaction(() => {
+      const row = this.db.prepare('SELECT * FROM users WHERE site_id = ? AND id = ?').get(siteId, id) as
+        | UserRow
+        | undefined;
+      if (!row) return null;
+      const now = rule.now.getTime();
+      const windowStart = row.failed_login_window_start ? Date.parse(row.failed_login_window_start) : null;
+      const inWindow = windowStart !== null && now - windowStart < rule.windowMs;
+      const count = inWindow ? row.failed_login_count + 1 : 1;
+      const start = inWindow ? row.failed_login_window_start : rule.now.toISOString();
+      let lockedUntil = row.locked_until;
+      let resetCount = count;
+      if (count >= rule.threshold) {
+        lockedUntil = new Date(now + rule.lockMs).toISOString();
+        resetCount = 0;
+      }
+      this.db
+        .prepare(
+          `UPDATE users SET failed_login_count = ?, failed_login_window_start = ?, locked_until = ?
+           WHERE site_id = ? AND id = ?`,
+        )
+        .run(resetCount, resetCount === 0 ? null : start, lockedUntil, siteId, id);
+      return userFromRow(this.db.prepare('SELECT * FROM users WHERE id = ?').get(id) as UserRow);
+    });
+    return run();
+  }
+
+  async claimTotpStep(siteId: string, id: string, step: number): Promise<boolean> {
+    const info = this.db
+      .prepare(
+        `UPDATE users SET totp_last_step = ?
+         WHERE site_id = ? AND id = ? AND (totp_last_step IS NULL OR totp_last_step < ?)`,
+      )
+      .run(step, siteId, id, step);
+    return info.changes === 1;
+  }
+}
+
+class SqliteSessions implements SessionRepository {
+  constructor(private readonly db: Database.Database) {}
+
+  async get(sid: string, now: number): Promise<SessionRecord | null> {
+    const row = this.db.prepare('SELECT * FROM sessions WHERE sid = ? AND expires_at > ?').get(sid, now) as
+      | { sid: string; site_id: string | null; user_id: string | null; data: string; expires_at: number }
+      | undefined;
+    if (!row) return null;
+    return { sid: row.sid, siteId: row.site_id, userId: row.user_id, data: row.data, expiresAt: row.expires_at };
+  }
+
+  async set(r: SessionRecord): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO sessions (sid, site_id, user_id, data, expires_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(sid) DO UPDATE SET site_id = excluded.site_id, user_id = excluded.user_id,
+           data = excluded.data, expires_at = excluded.expires_at`,
+      )
+      .run(r.sid, r.siteId, r.userId, r.data, r.expiresAt);
+  }
+
+  async touch(sid: string, expiresAt: number): Promise<void> {
+    this.db.prepare('UPDATE sessions SET expires_at = ? WHERE sid = ?').run(expiresAt, sid);
+  }
+
+  async destroy(sid: string): Promise<void> {
+    this.db.prepare('DELETE FROM sessions WHERE sid = ?').run(sid);
+  }
+
+  async destroyByUser(siteId: string, userId: string, keepSid?: string): Promise<string[]> {
+    return this.db.transaction(() => {
+      const rows = this.db
+        .prepare('SELECT sid FROM sessions WHERE site_id = ? AND user_id = ? AND sid != ?')
+        .all(siteId, userId, keepSid ?? '') as { sid: string }[];
+      const del = this.db.prepare('DELETE FROM sessions WHERE sid = ?');
+      for (const r of rows) del.run(r.sid);
+      return rows.map((r) => r.sid);
+    })();
+  }
+
+  async purgeExpired(now: number): Promise<number> {
+    return this.db.prepare('DELETE FROM sessions WHERE expires_at <= ?').run(now).changes;
+  }
+}
+
+interface AuditRow {
+  id: string;
+  site_id: string;
+  seq: number;
+  type: string;
+  action: string;
+  outcome: number;
+  time: string;
+  actor: string;
+  objects: string;
+  details: string;
+  prev_hash: string;
+  hash: string;
+}
+
+function auditFromRow(r: AuditRow): AuditRecord {
+  return {
+    id: r.id,
+    siteId: r.site_id,
+    seq: r.seq,
+    type: r.type,
+    action: r.action as AuditRecord['action'],
+    outcome: r.outcome as AuditRecord['outcome'],
+    time: r.time,
+    actor: JSON.parse(r.actor),
+    objects: JSON.parse(r.objects),
+    details: JSON.parse(r.details),
+    prevHash: r.prev_hash,
+    hash: r.hash,
+  };
+}
+
+class SqliteAudit implements AuditRepository {
+  constructor(private readonly db: Database.Database) {}
+
+  async appendChained(
+    siteId: string,
+    build: (head: { seq: number; hash: string } | null) => AuditRecord,
+  ): Promise<AuditRecord> {
+    // One synchronous transaction: reading the head and inserting its successor cannot interleave.
+    return this.db.transaction(() => {
+      const head = this.db
+        .prepare('SELECT seq, hash FROM audit_events WHERE site_id = ? ORDER BY seq DESC LIMIT 1')
+        .get(siteId) as { seq: number; hash: string } | undefined;
+      const r = build(head ?? null);
+      this.db
+        .prepare(
+          `INSERT INTO audit_events (id, site_id, seq, type, action, outcome, time, actor, objects, details, prev_hash, hash)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          r.id,
+          r.siteId,
+          r.seq,
+          r.type,
+          r.action,
+          r.outcome,
+          r.time,
+          JSON.stringify(r.actor),
+          JSON.stringify(r.objects),
+          JSON.stringify(r.details),
+          r.prevHash,
+          r.hash,
+        );
+      return r;
+    })();
+  }
+
+  async listChain(siteId: string, afterSeq: number, limit: number): Promise<AuditRecord[]> {
+    return (
+      this.db
+        .prepare('SELECT * FROM audit_events WHERE site_id = ? AND seq > ? ORDER BY seq LIMIT ?')
+        .all(siteId, afterSeq, limit) as AuditRow[]
+    ).map(auditFromRow);
+  }
+
+  async listChains(): Promise<string[]> {
+    return (this.db.prepare('SELECT DISTINCT site_id FROM audit_events ORDER BY site_id').all() as {
+      site_id: string;
+    }[]).map((r) => r.site_id);
+  }
+}
+
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const;
+  readonly sites: SiteRepository;
+  readonly users: UserRepository;
+  readonly sessions: SessionRepository;
+  readonly audit: AuditRepository;
+  #closed = false;
+
+  constructor(readonly db: Database.Database) {
+    this.sites = new SqliteSites(db);
+    this.users = new SqliteUsers(db);
+    this.sessions = new SqliteSessions(db);
+    this.audit = new SqliteAudit(db);
+  }
+
+  static open(file: string): SqliteStore {
+    return new SqliteStore(openSqlite(file));
+  }
+
+  async ping(): Promise<boolean> {
+    if (this.#closed) return false;
+    this.db.prepare('SELECT 1').get();
+    return true;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.db.close();
+  }
+}

@@ -1,0 +1,102 @@
+// Versioned schema of the embedded store. Append new migrations; never edit an applied one.
+import type Database from 'better-sqlite3';
+
+interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'identity, sessions, audit',
+    sql: `
+      CREATE TABLE sites (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      ) STRICT;
+      CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        site_id TEXT NOT NULL REFERENCES sites(id),
+        email TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        permissions TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        must_change_password INTEGER NOT NULL,
+        totp_secret TEXT,
+        totp_pending_secret TEXT,
+        totp_last_step INTEGER,
+        failed_login_count INTEGER NOT NULL DEFAULT 0,
+        failed_login_window_start TEXT,
+        locked_until TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        created_by TEXT,
+        updated_by TEXT
+      ) STRICT;
+      CREATE INDEX users_site ON users(site_id);
+      CREATE TABLE sessions (
+        sid TEXT PRIMARY KEY,
+        site_id TEXT,
+        user_id TEXT,
+        data TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX sessions_user ON sessions(site_id, user_id);
+      CREATE INDEX sessions_expiry ON sessions(expires_at);
+      CREATE TABLE audit_events (
+        id TEXT PRIMARY KEY,
+        site_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        action TEXT NOT NULL,
+        outcome INTEGER NOT NULL,
+        time TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        objects TEXT NOT NULL,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        UNIQUE (site_id, seq)
+      ) STRICT;
+      CREATE INDEX audit_time ON audit_events(site_id, time);
+      -- Append-only: the store itself refuses to change or delete an audit record.
+      CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+      CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+    `,
+  },
+];
+
+export function migrate(db: Database.Database): number {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT`);
+  const applied = new Set(
+    (db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version),
+  );
+  const latestKnown = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+  const newest = Math.max(0, ...applied);
+  if (newest > latestKnown) {
+    throw new Error(`database schema version ${newest} is newer than this server (${latestKnown}); upgrade the server`);
+  }
+  let count = 0;
+  for (const m of MIGRATIONS) {
+    if (applied.has(m.version)) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(
+        m.version,
+        m.name,
+        new Date().toISOString(),
+      );
+    })();
+    count++;
+  }
+  return count;
+}
