@@ -7,6 +7,7 @@ import { pinoHttp } from 'pino-http';
 import type { Config } from './config';
 import { AuditService } from './audit/service';
 import { deriveKey } from './crypto/masterKey';
+import { SecretBox } from './crypto/secretBox';
 import { AppError } from './errors';
 import { createCsrf } from './http/csrf';
 import { errorHandler, notFound } from './http/errors';
@@ -62,7 +63,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   const makeLimiter = deps.limiters ?? memoryLimiters;
 
   const audit = new AuditService(store.audit, clock);
-  const identity = new IdentityService(store, audit, clock);
+  const identity = new IdentityService(store, audit, new SecretBox(deriveKey(deps.masterKey, 'totp-secrets')), clock);
   identity.on('accountLocked', ({ siteId, userId, lockedUntil }) => {
     // Site admins see the lock in the user list and the audit trail; operators see this line.
     logger.warn({ siteId, userId, lockedUntil, alert: 'account_locked' }, 'account locked after repeated failed logins');

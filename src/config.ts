@@ -3,6 +3,8 @@
 import path from 'node:path';
 import { z } from 'zod';
 
+/** An empty variable (`PORT=` from an unset compose substitution) means "use the default". */
+const blankToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
 const port = z.coerce.number().int().min(0).max(65535);
 const optionalString = z
   .string()
@@ -13,7 +15,7 @@ const optionalString = z
 export const configSchema = z
   .object({
     /** HTTPS port; plain HTTP arriving on it is redirected to HTTPS. */
-    PORT: port.default(8443),
+    PORT: z.preprocess(blankToUndefined, port.default(8443)),
     /** Interface to bind. */
     HOST: z.string().min(1).default('0.0.0.0'),
     /** Origin users type in their browser; also the Socket.IO Origin allowlist. Default https://localhost:PORT. */
@@ -29,13 +31,13 @@ export const configSchema = z
     REDIS_URL: optionalString,
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** Prometheus metrics on a separate port (0 = off). */
-    METRICS_PORT: port.default(0),
+    METRICS_PORT: z.preprocess(blankToUndefined, port.default(0)),
     /** Master key file for envelope encryption; generated in DATA_DIR when absent. */
     MASTER_KEY_FILE: optionalString,
     /** Trust X-Forwarded-* from this many proxies (0 = none). */
-    TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
+    TRUST_PROXY_HOPS: z.preprocess(blankToUndefined, z.coerce.number().int().min(0).max(10).default(0)),
     /** Seconds SIGTERM waits for in-flight requests before closing connections. */
-    SHUTDOWN_GRACE_SECONDS: z.coerce.number().int().min(0).max(600).default(10),
+    SHUTDOWN_GRACE_SECONDS: z.preprocess(blankToUndefined, z.coerce.number().int().min(0).max(600).default(10)),
     /** Create the demo site and accounts on the first start with an empty store. */
     DEMO_SEED: z
       .enum(['true', 'false', '1', '0'])

@@ -61,21 +61,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
       close() {
         closing ??= (async () => {
           app.draining = true;
-          await new Promise<void>((resolve) => {
-            const force = setTimeout(() => {
-              servers.https.closeAllConnections();
-              servers.http.closeAllConnections();
-            }, config.shutdownGraceMs);
-            force.unref();
-            servers.tcp.close(() => {
-              clearTimeout(force);
-              resolve();
-            });
-            servers.https.close();
-            servers.http.close();
-            servers.https.closeIdleConnections();
-            servers.http.closeIdleConnections();
-          });
+          await servers.drain(config.shutdownGraceMs);
           await app.close();
           await store.close();
         })();

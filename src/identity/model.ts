@@ -20,9 +20,9 @@ export interface UserRecord {
   permissions: Permissions;
   passwordHash: string;
   mustChangePassword: boolean;
-  /** Base32 TOTP secret once enrolment is confirmed. */
+  /** TOTP secret once enrolment is confirmed, sealed (AES-256-GCM, SecretBox) to this user id. */
   totpSecret: string | null;
-  /** Secret issued by enrolment, not yet confirmed with a code. */
+  /** Sealed secret issued by enrolment, not yet confirmed with a code. */
   totpPendingSecret: string | null;
   /** Last accepted TOTP time step: a code is never accepted twice. */
   totpLastStep: number | null;

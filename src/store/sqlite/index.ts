@@ -24,12 +24,18 @@ export function openSqlite(file: string): Database.Database {
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
-  migrate(db);
+  try {
+    migrate(db);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
   return db;
 }
 
 function isUniqueViolation(err: unknown): boolean {
-  return err instanceof Error && (err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
+  // Not `instanceof Error`: the native addon's errors may come from another realm (Jest's vm).
+  return typeof err === 'object' && err !== null && (err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
 }
 
 const bool = (v: boolean) => (v ? 1 : 0);
@@ -202,7 +208,7 @@ class SqliteUsers implements UserRepository {
   }
 
   async update(siteId: string, id: string, patch: UserPatch): Promise<UserRecord | null> {
-    const keys = (Object.keys(patch) as (keyof UserPatch)[]).filter((k) => patch[k] !== undefined);
+    const keys = (Object.keys(patch) as (keyof UserPatch)[]).filter((k) => Object.hasOwn(USER_COLUMNS, k) && patch[k] !== undefined);
     const sets = keys.map((k) => `${USER_COLUMNS[k]} = ?`).join(', ');
     const values = keys.map((k) => toColumnValue(k, patch[k]));
     const info = this.db.prepare(`UPDATE users SET ${sets} WHERE site_id = ? AND id = ?`).run(...values, siteId, id);

@@ -72,6 +72,17 @@ export const MIGRATIONS: Migration[] = [
         BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
     `,
   },
+  {
+    version: 2,
+    name: 'audit: refuse REPLACE',
+    // REPLACE deletes the conflicting row without firing delete triggers, so it would bypass
+    // audit_no_delete: refuse any insert that collides with an existing record.
+    sql: `
+      CREATE TRIGGER audit_no_replace BEFORE INSERT ON audit_events
+        WHEN EXISTS (SELECT 1 FROM audit_events WHERE id = NEW.id OR (site_id = NEW.site_id AND seq = NEW.seq))
+        BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+    `,
+  },
 ];
 
 export function migrate(db: Database.Database): number {

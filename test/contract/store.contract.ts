@@ -1,0 +1,540 @@
+// The repository contract every Store implementation must honour (src/store/types.ts and the
+// interfaces in src/identity/repository.ts and src/audit/model.ts). Each implementation's test
+// file calls describeStoreContract with a factory; every test gets a fresh, empty store.
+import { hashRecord } from '../../src/audit/chain';
+import { GENESIS_HASH, SYSTEM_CHAIN, type AuditRecord } from '../../src/audit/model';
+import { ANONYMOUS_ACTOR, AuditService } from '../../src/audit/service';
+import { DEFAULT_POLICY, NO_PERMISSIONS, type SiteRecord, type UserRecord } from '../../src/identity/model';
+import type { LockoutRule, SessionRecord } from '../../src/identity/repository';
+import { newId } from '../../src/ids';
+import { DuplicateKeyError, type Store } from '../../src/store/types';
+
+const T0 = Date.parse('2030-03-04T05:06:07.000Z');
+const iso = (ms: number) => new Date(ms).toISOString();
+const MINUTE = 60_000;
+
+function site(id: string, overrides: Partial<SiteRecord> = {}): SiteRecord {
+  return {
+    id,
+    name: `Site ${id}`,
+    policy: { ...DEFAULT_POLICY },
+    createdAt: iso(T0),
+    updatedAt: iso(T0),
+    ...overrides,
+  };
+}
+
+function user(siteId: string, email: string, overrides: Partial<UserRecord> = {}): UserRecord {
+  return {
+    id: newId(),
+    siteId,
+    email,
+    name: `User ${email}`,
+    role: 'clinician',
+    permissions: { ...NO_PERMISSIONS },
+    passwordHash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g',
+    mustChangePassword: false,
+    totpSecret: null,
+    totpPendingSecret: null,
+    totpLastStep: null,
+    failedLoginCount: 0,
+    failedLoginWindowStart: null,
+    lockedUntil: null,
+    createdAt: iso(T0),
+    updatedAt: iso(T0),
+    createdBy: null,
+    updatedBy: null,
+    ...overrides,
+  };
+}
+
+function session(sid: string, overrides: Partial<SessionRecord> = {}): SessionRecord {
+  return {
+    sid,
+    siteId: 'site-a',
+    userId: 'user-1',
+    data: JSON.stringify({ cookie: { httpOnly: true }, userId: 'user-1' }),
+    expiresAt: T0 + 30 * MINUTE,
+    ...overrides,
+  };
+}
+
+/** A valid chain record built on `head`, as AuditService would build it. */
+function chained(siteId: string, head: { seq: number; hash: string } | null, type = 'test.event'): AuditRecord {
+  const body = {
+    id: newId(),
+    siteId,
+    seq: head ? head.seq + 1 : 1,
+    type,
+    action: 'E' as const,
+    outcome: 0 as const,
+    time: iso(T0),
+    actor: { ...ANONYMOUS_ACTOR },
+    objects: [],
+    details: {},
+    prevHash: head ? head.hash : GENESIS_HASH,
+  };
+  return { ...body, hash: hashRecord(body) };
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected the promise to reject, but it resolved');
+}
+
+export function describeStoreContract(name: string, open: () => Promise<Store>): void {
+  describe(`${name} store: repository contract`, () => {
+    let store: Store;
+
+    beforeEach(async () => {
+      store = await open();
+    });
+
+    afterEach(async () => {
+      await store.close();
+    });
+
+    /** Creates sites 'site-a' and 'site-b', which most user tests need. */
+    async function twoSites(): Promise<void> {
+      await store.sites.create(site('site-a'));
+      await store.sites.create(site('site-b'));
+    }
+
+    describe('sites', () => {
+      test('create then findById returns the same record; an unknown id is null', async () => {
+        const a = site('site-a', { name: 'Hôpital Nord', policy: { ...DEFAULT_POLICY, requireTotp: true, retentionDays: 90 } });
+        await store.sites.create(a);
+        expect(await store.sites.findById('site-a')).toStrictEqual(a);
+        expect(await store.sites.findById('no-such-site')).toBeNull();
+      });
+
+      test('list returns every site ordered by createdAt, then id (not insertion order)', async () => {
+        await store.sites.create(site('a', { createdAt: iso(T0 + 2000) }));
+        await store.sites.create(site('c', { createdAt: iso(T0 + 1000) }));
+        await store.sites.create(site('b', { createdAt: iso(T0 + 1000) }));
+        expect((await store.sites.list()).map((s) => s.id)).toEqual(['b', 'c', 'a']);
+      });
+
+      test('list of an empty store is empty', async () => {
+        expect(await store.sites.list()).toEqual([]);
+      });
+
+      test('updatePolicy returns the updated site, persists it, changes nothing else; unknown id -> null', async () => {
+        const a = site('site-a');
+        await store.sites.create(a);
+        const policy = { ...DEFAULT_POLICY, minPasswordLength: 16, lockoutThreshold: 3 };
+        const updated = await store.sites.updatePolicy('site-a', policy, iso(T0 + MINUTE));
+        const expected = { ...a, policy, updatedAt: iso(T0 + MINUTE) };
+        expect(updated).toStrictEqual(expected);
+        expect(await store.sites.findById('site-a')).toStrictEqual(expected);
+
+        expect(await store.sites.updatePolicy('no-such-site', policy, iso(T0))).toBeNull();
+        expect(await store.sites.findById('no-such-site')).toBeNull();
+      });
+
+      test('creating a site with an existing id throws DuplicateKeyError and keeps the original', async () => {
+        const a = site('site-a');
+        await store.sites.create(a);
+        const err = await rejection(store.sites.create(site('site-a', { name: 'Impostor' })));
+        expect(err).toBeInstanceOf(DuplicateKeyError);
+        expect(await store.sites.findById('site-a')).toStrictEqual(a);
+        expect(await store.sites.list()).toHaveLength(1);
+      });
+    });
+
+    describe('users', () => {
+      test('create + findById round-trips every field exactly (permissions, nulls, booleans, zero)', async () => {
+        await twoSites();
+        const full = user('site-a', 'full@example.org', {
+          name: 'Dr Full Record',
+          role: 'site_admin',
+          permissions: { stopAccess: false, canUpload: true, canDownload: false, canDelete: true, transferStudy: false, viewPatientInfo: true },
+          mustChangePassword: true,
+          totpSecret: 'JBSWY3DPEHPK3PXP',
+          totpPendingSecret: 'KRSXG5CTMVRXEZLU',
+          totpLastStep: 0,
+          failedLoginCount: 2,
+          failedLoginWindowStart: iso(T0 - MINUTE),
+          lockedUntil: iso(T0 + 15 * MINUTE),
+          createdAt: iso(T0 - 1000),
+          updatedAt: iso(T0),
+          createdBy: 'creator-id',
+          updatedBy: 'updater-id',
+        });
+        // Every optional field null, every permission false: nothing may come back undefined or missing.
+        const bare = user('site-a', 'bare@example.org', { role: 'pathologist' });
+        await store.users.create(full);
+        await store.users.create(bare);
+        expect(await store.users.findById('site-a', full.id)).toStrictEqual(full);
+        expect(await store.users.findById('site-a', bare.id)).toStrictEqual(bare);
+      });
+
+      test('tenancy: findById with another siteId (or an unknown id) returns null', async () => {
+        await twoSites();
+        const u = user('site-a', 'alice@example.org');
+        await store.users.create(u);
+        expect(await store.users.findById('site-b', u.id)).toBeNull();
+        expect(await store.users.findById('site-a', 'no-such-user')).toBeNull();
+      });
+
+      test('findByEmail finds the user whatever its site; an unknown e-mail is null', async () => {
+        await twoSites();
+        const u = user('site-b', 'bob@example.org');
+        await store.users.create(u);
+        expect(await store.users.findByEmail('bob@example.org')).toStrictEqual(u);
+        expect(await store.users.findByEmail('nobody@example.org')).toBeNull();
+      });
+
+      test("listBySite returns only that site's users, sorted by e-mail", async () => {
+        await twoSites();
+        for (const email of ['mallory@example.org', 'carol@example.org', 'zed@example.org', 'alice@example.org']) {
+          await store.users.create(user('site-a', email));
+        }
+        await store.users.create(user('site-b', 'bob@example.org'));
+        const a = await store.users.listBySite('site-a');
+        expect(a.map((u) => u.email)).toEqual(['alice@example.org', 'carol@example.org', 'mallory@example.org', 'zed@example.org']);
+        expect(a.every((u) => u.siteId === 'site-a')).toBe(true);
+        expect((await store.users.listBySite('site-b')).map((u) => u.email)).toEqual(['bob@example.org']);
+        expect(await store.users.listBySite('no-such-site')).toEqual([]);
+      });
+
+      test('a duplicate e-mail throws DuplicateKeyError, in the same site or another, and stores nothing', async () => {
+        await twoSites();
+        const first = user('site-a', 'dup@example.org');
+        await store.users.create(first);
+
+        const sameSite = user('site-a', 'dup@example.org');
+        const sameErr = await rejection(store.users.create(sameSite));
+        expect(sameErr).toBeInstanceOf(DuplicateKeyError);
+        expect((sameErr as DuplicateKeyError).key).toBe('user.email');
+
+        const otherSite = user('site-b', 'dup@example.org');
+        const otherErr = await rejection(store.users.create(otherSite));
+        expect(otherErr).toBeInstanceOf(DuplicateKeyError);
+        expect((otherErr as DuplicateKeyError).key).toBe('user.email');
+
+        expect(await store.users.findById('site-a', sameSite.id)).toBeNull();
+        expect(await store.users.findById('site-b', otherSite.id)).toBeNull();
+        expect(await store.users.findByEmail('dup@example.org')).toStrictEqual(first);
+      });
+
+      test('update changes only the given fields and returns the stored record', async () => {
+        await twoSites();
+        const u = user('site-a', 'carol@example.org', { totpSecret: 'JBSWY3DPEHPK3PXP', totpPendingSecret: 'KRSXG5CTMVRXEZLU', mustChangePassword: true });
+        const other = user('site-a', 'dave@example.org');
+        await store.users.create(u);
+        await store.users.create(other);
+
+        const permissions = { ...NO_PERMISSIONS, canDownload: true, stopAccess: true };
+        const updated = await store.users.update('site-a', u.id, {
+          name: 'Carol Renamed',
+          permissions,
+          updatedAt: iso(T0 + MINUTE),
+          updatedBy: 'admin-id',
+        });
+        const expected: UserRecord = { ...u, name: 'Carol Renamed', permissions, updatedAt: iso(T0 + MINUTE), updatedBy: 'admin-id' };
+        expect(updated).toStrictEqual(expected);
+        expect(await store.users.findById('site-a', u.id)).toStrictEqual(expected);
+        // The neighbour is untouched.
+        expect(await store.users.findById('site-a', other.id)).toStrictEqual(other);
+      });
+
+      test('update: null clears a field, false is stored as false, an undefined key leaves the field alone', async () => {
+        await twoSites();
+        const u = user('site-a', 'erin@example.org', { totpSecret: 'JBSWY3DPEHPK3PXP', totpPendingSecret: 'KRSXG5CTMVRXEZLU', mustChangePassword: true, updatedBy: 'someone' });
+        await store.users.create(u);
+        const updated = await store.users.update('site-a', u.id, {
+          totpSecret: null,
+          totpPendingSecret: undefined,
+          mustChangePassword: false,
+          updatedAt: iso(T0 + MINUTE),
+          updatedBy: null,
+        });
+        const expected: UserRecord = { ...u, totpSecret: null, mustChangePassword: false, updatedAt: iso(T0 + MINUTE), updatedBy: null };
+        expect(updated).toStrictEqual(expected);
+        expect(await store.users.findById('site-a', u.id)).toStrictEqual(expected);
+      });
+
+      test('update is scoped by site: another siteId (or an unknown id) returns null and changes nothing', async () => {
+        await twoSites();
+        const u = user('site-a', 'frank@example.org');
+        await store.users.create(u);
+        const patch = { name: 'Hijacked', role: 'site_admin' as const, updatedAt: iso(T0 + MINUTE), updatedBy: 'attacker' };
+        expect(await store.users.update('site-b', u.id, patch)).toBeNull();
+        expect(await store.users.update('site-a', 'no-such-user', patch)).toBeNull();
+        expect(await store.users.findById('site-a', u.id)).toStrictEqual(u);
+      });
+    });
+
+    describe('registerFailedLogin (lockout)', () => {
+      const rule = (now: number, over: Partial<LockoutRule> = {}): LockoutRule => ({
+        now: new Date(now),
+        threshold: 3,
+        windowMs: 15 * MINUTE,
+        lockMs: 10 * MINUTE,
+        ...over,
+      });
+
+      test('counts failures within the window, keeping the window start', async () => {
+        await twoSites();
+        const u = user('site-a', 'grace@example.org');
+        await store.users.create(u);
+        const first = await store.users.registerFailedLogin('site-a', u.id, rule(T0));
+        expect(first).toMatchObject({ failedLoginCount: 1, failedLoginWindowStart: iso(T0), lockedUntil: null });
+        const second = await store.users.registerFailedLogin('site-a', u.id, rule(T0 + 15 * MINUTE - 1));
+        expect(second).toMatchObject({ failedLoginCount: 2, failedLoginWindowStart: iso(T0), lockedUntil: null });
+        // Only the lockout fields changed, and the change is stored.
+        expect(await store.users.findById('site-a', u.id)).toStrictEqual({ ...u, failedLoginCount: 2, failedLoginWindowStart: iso(T0) });
+      });
+
+      test('once the window has passed (now - start >= windowMs) the count restarts at 1 with a new window', async () => {
+        await twoSites();
+        const u = user('site-a', 'heidi@example.org');
+        await store.users.create(u);
+        await store.users.registerFailedLogin('site-a', u.id, rule(T0));
+        await store.users.registerFailedLogin('site-a', u.id, rule(T0 + MINUTE));
+        const restarted = await store.users.registerFailedLogin('site-a', u.id, rule(T0 + 15 * MINUTE));
+        expect(restarted).toMatchObject({ failedLoginCount: 1, failedLoginWindowStart: iso(T0 + 15 * MINUTE), lockedUntil: null });
+      });
+
+      test('reaching the threshold locks until now + lockMs and resets the counter and window', async () => {
+        await twoSites();
+        const u = user('site-a', 'ivan@example.org');
+        await store.users.create(u);
+        await store.users.registerFailedLogin('site-a', u.id, rule(T0));
+        const below = await store.users.registerFailedLogin('site-a', u.id, rule(T0 + 1000));
+        expect(below!.lockedUntil).toBeNull();
+        const locked = await store.users.registerFailedLogin('site-a', u.id, rule(T0 + 2000));
+        const expected = { ...u, failedLoginCount: 0, failedLoginWindowStart: null, lockedUntil: iso(T0 + 2000 + 10 * MINUTE) };
+        expect(locked).toStrictEqual(expected);
+        expect(await store.users.findById('site-a', u.id)).toStrictEqual(expected);
+
+        // The next failure starts a fresh window and leaves the lock as it is.
+        const after = await store.users.registerFailedLogin('site-a', u.id, rule(T0 + 3000));
+        expect(after).toMatchObject({ failedLoginCount: 1, failedLoginWindowStart: iso(T0 + 3000), lockedUntil: iso(T0 + 2000 + 10 * MINUTE) });
+      });
+
+      test('an unknown user, or the right user under another site, returns null and counts nothing', async () => {
+        await twoSites();
+        const u = user('site-a', 'judy@example.org');
+        await store.users.create(u);
+        expect(await store.users.registerFailedLogin('site-a', 'no-such-user', rule(T0))).toBeNull();
+        expect(await store.users.registerFailedLogin('site-b', u.id, rule(T0))).toBeNull();
+        expect(await store.users.findById('site-a', u.id)).toStrictEqual(u);
+      });
+    });
+
+    describe('claimTotpStep (no code replay)', () => {
+      test('first claim true, same step false, older step false, newer step true', async () => {
+        await twoSites();
+        const u = user('site-a', 'kim@example.org', { totpSecret: 'JBSWY3DPEHPK3PXP' });
+        await store.users.create(u);
+        expect(await store.users.claimTotpStep('site-a', u.id, 1000)).toBe(true);
+        expect(await store.users.claimTotpStep('site-a', u.id, 1000)).toBe(false);
+        expect(await store.users.claimTotpStep('site-a', u.id, 999)).toBe(false);
+        expect((await store.users.findById('site-a', u.id))!.totpLastStep).toBe(1000);
+        expect(await store.users.claimTotpStep('site-a', u.id, 1001)).toBe(true);
+        expect((await store.users.findById('site-a', u.id))!.totpLastStep).toBe(1001);
+      });
+
+      test('another site or an unknown user cannot claim a step', async () => {
+        await twoSites();
+        const u = user('site-a', 'leo@example.org', { totpSecret: 'JBSWY3DPEHPK3PXP', totpLastStep: 50 });
+        await store.users.create(u);
+        expect(await store.users.claimTotpStep('site-b', u.id, 60)).toBe(false);
+        expect(await store.users.claimTotpStep('site-a', 'no-such-user', 60)).toBe(false);
+        expect((await store.users.findById('site-a', u.id))!.totpLastStep).toBe(50);
+      });
+    });
+
+    describe('sessions', () => {
+      test('set then get round-trips the record, including an anonymous one with null site and user', async () => {
+        const s = session('sid-1');
+        const anon = session('sid-anon', { siteId: null, userId: null, data: '{"cookie":{}}' });
+        await store.sessions.set(s);
+        await store.sessions.set(anon);
+        expect(await store.sessions.get('sid-1', T0)).toStrictEqual(s);
+        expect(await store.sessions.get('sid-anon', T0)).toStrictEqual(anon);
+        expect(await store.sessions.get('no-such-sid', T0)).toBeNull();
+      });
+
+      test('get returns null once now >= expiresAt, and the record until then', async () => {
+        const s = session('sid-1', { expiresAt: T0 + 1000 });
+        await store.sessions.set(s);
+        expect(await store.sessions.get('sid-1', T0 + 999)).toStrictEqual(s);
+        expect(await store.sessions.get('sid-1', T0 + 1000)).toBeNull();
+        expect(await store.sessions.get('sid-1', T0 + 5000)).toBeNull();
+      });
+
+      test('set on an existing sid replaces the record (upsert), it does not add a second one', async () => {
+        await store.sessions.set(session('sid-1', { userId: null, siteId: null, data: '{"v":1}' }));
+        const second = session('sid-1', { userId: 'user-9', siteId: 'site-a', data: '{"v":2}', expiresAt: T0 + 99 * MINUTE });
+        await store.sessions.set(second);
+        expect(await store.sessions.get('sid-1', T0)).toStrictEqual(second);
+        expect(await store.sessions.destroyByUser('site-a', 'user-9')).toEqual(['sid-1']);
+        expect(await store.sessions.get('sid-1', T0)).toBeNull();
+      });
+
+      test('touch moves the expiry, forward and back; touching an unknown sid creates nothing', async () => {
+        const s = session('sid-1', { expiresAt: T0 + 1000 });
+        await store.sessions.set(s);
+        await store.sessions.touch('sid-1', T0 + 5000);
+        expect(await store.sessions.get('sid-1', T0 + 2000)).toStrictEqual({ ...s, expiresAt: T0 + 5000 });
+        await store.sessions.touch('sid-1', T0 + 100);
+        expect(await store.sessions.get('sid-1', T0 + 100)).toBeNull();
+        await store.sessions.touch('no-such-sid', T0 + 5000);
+        expect(await store.sessions.get('no-such-sid', T0)).toBeNull();
+      });
+
+      test('destroy removes that session only; destroying an unknown sid is harmless', async () => {
+        await store.sessions.set(session('sid-1'));
+        await store.sessions.set(session('sid-2'));
+        await store.sessions.destroy('sid-1');
+        expect(await store.sessions.get('sid-1', T0)).toBeNull();
+        expect(await store.sessions.get('sid-2', T0)).not.toBeNull();
+        await expect(store.sessions.destroy('no-such-sid')).resolves.toBeUndefined();
+      });
+
+      test("destroyByUser deletes only that user's sessions in that site, honours keepSid, returns the deleted sids", async () => {
+        await store.sessions.set(session('a-u1-1', { siteId: 'site-a', userId: 'u1' }));
+        await store.sessions.set(session('a-u1-2', { siteId: 'site-a', userId: 'u1' }));
+        await store.sessions.set(session('a-u1-3', { siteId: 'site-a', userId: 'u1' }));
+        await store.sessions.set(session('a-u2-1', { siteId: 'site-a', userId: 'u2' }));
+        await store.sessions.set(session('b-u1-1', { siteId: 'site-b', userId: 'u1' }));
+        await store.sessions.set(session('anon', { siteId: null, userId: null }));
+
+        const deleted = await store.sessions.destroyByUser('site-a', 'u1', 'a-u1-2');
+        expect([...deleted].sort()).toEqual(['a-u1-1', 'a-u1-3']);
+        const alive = async (sid: string) => (await store.sessions.get(sid, T0)) !== null;
+        expect(await alive('a-u1-1')).toBe(false);
+        expect(await alive('a-u1-3')).toBe(false);
+        expect(await alive('a-u1-2')).toBe(true);
+        expect(await alive('a-u2-1')).toBe(true);
+        expect(await alive('b-u1-1')).toBe(true);
+        expect(await alive('anon')).toBe(true);
+
+        expect(await store.sessions.destroyByUser('site-a', 'u1')).toEqual(['a-u1-2']);
+        expect(await store.sessions.destroyByUser('site-a', 'u1')).toEqual([]);
+        expect(await alive('b-u1-1')).toBe(true);
+      });
+
+      test('purgeExpired deletes sessions with expiresAt <= now, returns the count, and leaves live ones', async () => {
+        await store.sessions.set(session('old', { expiresAt: T0 - 1 }));
+        await store.sessions.set(session('edge', { expiresAt: T0 }));
+        await store.sessions.set(session('live', { expiresAt: T0 + 1 }));
+        expect(await store.sessions.purgeExpired(T0)).toBe(2);
+        expect(await store.sessions.purgeExpired(T0)).toBe(0);
+        expect(await store.sessions.get('live', T0)).toStrictEqual(session('live', { expiresAt: T0 + 1 }));
+        // Purged, not merely hidden: a later touch cannot revive them.
+        await store.sessions.touch('old', T0 + MINUTE);
+        expect(await store.sessions.get('old', T0)).toBeNull();
+      });
+    });
+
+    describe('audit chain', () => {
+      test('appendChained passes the head (null first, then the last {seq, hash}) and stores what build returns', async () => {
+        const heads: ({ seq: number; hash: string } | null)[] = [];
+        const built: AuditRecord[] = [];
+        for (let i = 0; i < 3; i++) {
+          const returned = await store.audit.appendChained('site-a', (head) => {
+            heads.push(head);
+            const r = chained('site-a', head, `event.${i}`);
+            built.push(r);
+            return r;
+          });
+          expect(returned).toStrictEqual(built[built.length - 1]);
+        }
+        expect(heads).toEqual([null, { seq: 1, hash: built[0]!.hash }, { seq: 2, hash: built[1]!.hash }]);
+        expect(built.map((r) => r.seq)).toEqual([1, 2, 3]);
+        expect(await store.audit.listChain('site-a', 0, 100)).toStrictEqual(built);
+      });
+
+      test('records from AuditService round-trip exactly and verify without breaks', async () => {
+        const audit = new AuditService(store.audit, () => new Date(T0));
+        const a = await audit.record({
+          siteId: 'site-a',
+          type: 'user.login',
+          action: 'E',
+          outcome: 4,
+          actor: { userId: 'u1', role: 'clinician', ip: '203.0.113.7', userAgent: 'x'.repeat(300) },
+          objects: [{ type: 'user', id: 'u1' }, { type: 'site', id: 'site-a' }],
+          details: { reason: 'bad password', attempts: 2, locked: false, note: null },
+        });
+        const b = await audit.record({ siteId: 'site-a', type: 'user.logout', action: 'E', actor: ANONYMOUS_ACTOR });
+        expect(a.actor.userAgent).toHaveLength(256);
+        expect(await store.audit.listChain('site-a', 0, 100)).toStrictEqual([a, b]);
+        expect(await audit.verify()).toEqual({ chains: [{ siteId: 'site-a', records: 2 }], breaks: [] });
+      });
+
+      test('chains are independent per site: each starts at seq 1 on the genesis hash', async () => {
+        const audit = new AuditService(store.audit, () => new Date(T0));
+        const actor = ANONYMOUS_ACTOR;
+        const a1 = await audit.record({ siteId: 'site-a', type: 't', action: 'C', actor });
+        const a2 = await audit.record({ siteId: 'site-a', type: 't', action: 'C', actor });
+        const b1 = await audit.record({ siteId: 'site-b', type: 't', action: 'C', actor });
+        const a3 = await audit.record({ siteId: 'site-a', type: 't', action: 'C', actor });
+        const sys = await audit.record({ siteId: null, type: 'auth.unknown_email', action: 'E', outcome: 4, actor });
+        expect([a1.seq, a2.seq, a3.seq]).toEqual([1, 2, 3]);
+        expect(b1).toMatchObject({ siteId: 'site-b', seq: 1, prevHash: GENESIS_HASH });
+        expect(a3.prevHash).toBe(a2.hash);
+        expect(sys).toMatchObject({ siteId: SYSTEM_CHAIN, seq: 1, prevHash: GENESIS_HASH });
+        expect((await store.audit.listChain('site-b', 0, 100)).map((r) => r.id)).toEqual([b1.id]);
+        expect((await store.audit.listChain('site-a', 0, 100)).map((r) => r.id)).toEqual([a1.id, a2.id, a3.id]);
+        const verified = await audit.verify();
+        expect(verified.breaks).toEqual([]);
+        expect(verified.chains).toHaveLength(3);
+      });
+
+      test('listChain pages in seq order with afterSeq and limit', async () => {
+        for (let i = 0; i < 5; i++) await store.audit.appendChained('site-a', (head) => chained('site-a', head));
+        await store.audit.appendChained('site-b', (head) => chained('site-b', head));
+        const seqs = async (after: number, limit: number) => (await store.audit.listChain('site-a', after, limit)).map((r) => r.seq);
+        expect(await seqs(0, 2)).toEqual([1, 2]);
+        expect(await seqs(2, 2)).toEqual([3, 4]);
+        expect(await seqs(4, 2)).toEqual([5]);
+        expect(await seqs(5, 2)).toEqual([]);
+        expect(await seqs(1, 100)).toEqual([2, 3, 4, 5]);
+        expect(await store.audit.listChain('no-such-site', 0, 10)).toEqual([]);
+      });
+
+      test('listChains lists each site id with records once (and nothing for an empty store)', async () => {
+        expect(await store.audit.listChains()).toEqual([]);
+        for (const siteId of ['site-b', 'site-a', 'site-b', SYSTEM_CHAIN, 'site-a']) {
+          await store.audit.appendChained(siteId, (head) => chained(siteId, head));
+        }
+        const chains = await store.audit.listChains();
+        expect(chains).toHaveLength(3);
+        expect([...chains].sort()).toEqual([SYSTEM_CHAIN, 'site-a', 'site-b'].sort());
+      });
+
+      test('20 concurrent appends to one site produce seq 1..20 with no gap, duplicate or fork', async () => {
+        const audit = new AuditService(store.audit, () => new Date(T0));
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) =>
+            audit.record({ siteId: 'site-a', type: 'concurrent', action: 'E', actor: ANONYMOUS_ACTOR, details: { i } }),
+          ),
+        );
+        const expectedSeqs = Array.from({ length: 20 }, (_, i) => i + 1);
+        expect(results.map((r) => r.seq).sort((x, y) => x - y)).toEqual(expectedSeqs);
+        const stored = await store.audit.listChain('site-a', 0, 100);
+        expect(stored.map((r) => r.seq)).toEqual(expectedSeqs);
+        // Every call's record is stored exactly once.
+        expect(stored.map((r) => r.details.i).sort((x, y) => Number(x) - Number(y))).toEqual(expectedSeqs.map((s) => s - 1));
+        expect(await audit.verify('site-a')).toEqual({ chains: [{ siteId: 'site-a', records: 20 }], breaks: [] });
+      });
+    });
+
+    describe('lifecycle', () => {
+      test('ping() is true while open; close() is idempotent; ping() is false after close', async () => {
+        expect(await store.ping()).toBe(true);
+        await store.close();
+        await expect(store.close()).resolves.toBeUndefined();
+        expect(await store.ping()).toBe(false);
+      });
+    });
+  });
+}
