@@ -6,8 +6,12 @@ import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
 import type { Config } from './config';
 import { AuditService } from './audit/service';
-import { deriveKey } from './crypto/masterKey';
-import { SecretBox } from './crypto/secretBox';
+import { MaterialConverter } from './cases/converter';
+import { caseRoutes, uploadRoutes } from './cases/routes';
+import { CaseService } from './cases/service';
+import { MaterialStorage } from './cases/storage';
+import { DataKeys } from './crypto/dataKeys';
+import type { KeyRing } from './crypto/keyring';
 import { AppError } from './errors';
 import { createCsrf } from './http/csrf';
 import { errorHandler, notFound } from './http/errors';
@@ -22,13 +26,13 @@ import type { Store } from './store/types';
 export interface AppDeps {
   store: Store;
   logger: Logger;
-  masterKey: Buffer;
+  keyring: KeyRing;
   /** Rate limiter backend; in-memory unless the caller passes a shared (Redis) one. */
   limiters?: LimiterFactory;
   clock?: () => Date;
 }
 
-export type AppConfig = Pick<Config, 'trustProxyHops' | 'sessionAbsoluteMs' | 'publicUrl'> & {
+export type AppConfig = Pick<Config, 'trustProxyHops' | 'sessionAbsoluteMs' | 'publicUrl' | 'dataDir' | 'upload'> & {
   /** Per-IP budgets; the defaults suit a hospital behind one NAT address. */
   rateLimits?: Partial<typeof DEFAULT_RATE_LIMITS>;
 };
@@ -42,12 +46,19 @@ export const DEFAULT_RATE_LIMITS = {
   loginPerAccountPerMinute: 10,
   /** Sensitive self-service and admin writes per user per minute. */
   sensitivePerUserPerMinute: 60,
+  /** Case and material writes per user per minute. */
+  caseWritesPerUserPerMinute: 120,
+  /** Uploads per user per minute. */
+  uploadsPerUserPerMinute: 20,
 };
 
 export interface App {
   handler: express.Express;
   identity: IdentityService;
   audit: AuditService;
+  cases: CaseService;
+  converter: MaterialConverter;
+  dataKeys: DataKeys;
   /** Session middleware, shared with the Socket.IO engine later. */
   sessionMiddleware: RequestHandler;
   draining: boolean;
@@ -63,20 +74,38 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   const makeLimiter = deps.limiters ?? memoryLimiters;
 
   const audit = new AuditService(store.audit, clock);
-  const identity = new IdentityService(store, audit, new SecretBox(deriveKey(deps.masterKey, 'totp-secrets')), clock);
+  const dataKeys = new DataKeys(store.dataKeys, deps.keyring);
+  const identity = new IdentityService(store, audit, dataKeys, clock);
+  const storage = new MaterialStorage(config.dataDir);
+  const converter = new MaterialConverter(store.materials, storage, dataKeys, logger.child({ module: 'converter' }), async (material, outcome) => {
+    await audit.record({
+      siteId: material.siteId,
+      type: 'material.convert',
+      action: 'E',
+      outcome: outcome === 'ready' ? 0 : 8,
+      actor: { userId: null, role: 'system', ip: null, userAgent: null },
+      objects: [
+        { type: 'case', id: material.caseId },
+        { type: 'material', id: material.id },
+      ],
+    });
+  });
+  const cases = new CaseService(store, audit, dataKeys, storage, converter, config.upload, clock);
   identity.on('accountLocked', ({ siteId, userId, lockedUntil }) => {
     // Site admins see the lock in the user list and the audit trail; operators see this line.
     logger.warn({ siteId, userId, lockedUntil, alert: 'account_locked' }, 'account locked after repeated failed logins');
   });
 
   const sessionStore = new RepositorySessionStore(store.sessions, config.sessionAbsoluteMs, clock);
-  const sessionMiddleware = createSessionMiddleware(sessionStore, deriveKey(deps.masterKey, 'session-cookie').toString('base64'));
-  const csrf = createCsrf(deriveKey(deps.masterKey, 'csrf').toString('base64'));
+  const sessionMiddleware = createSessionMiddleware(sessionStore, deps.keyring.derivedSecrets('session-cookie'));
+  const csrf = createCsrf(deps.keyring.derivedSecrets('csrf'));
   const auth = createAuthenticator(identity, config.sessionAbsoluteMs, logger.child({ module: 'auth' }), clock);
 
   const app = express();
   const state = { draining: false };
   app.disable('x-powered-by');
+  // No ETags anywhere: tiles and case data are per-user and must not be revalidated from caches.
+  app.set('etag', false);
   app.set('trust proxy', config.trustProxyHops);
   app.set('query parser', 'simple');
 
@@ -125,6 +154,19 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     next();
   });
   api.use(rateLimitByIp(makeLimiter('api-ip', { points: limits.apiPerIpPerMinute, duration: 60 })));
+  api.use(cookieParser());
+  api.use(sessionMiddleware);
+  api.use(csrf.protect);
+  const caseDeps = {
+    cases,
+    auth,
+    limiters: {
+      upload: makeLimiter('upload-user', { points: limits.uploadsPerUserPerMinute, duration: 60 }),
+      write: makeLimiter('case-write-user', { points: limits.caseWritesPerUserPerMinute, duration: 60 }),
+    },
+  };
+  // Uploads stream their raw body to disk, so they come before the JSON-only rule and parser.
+  api.use(uploadRoutes(caseDeps));
   api.use((req, _res, next) => {
     // JSON only: a state-changing request with a body must say it is JSON.
     const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
@@ -135,9 +177,6 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     next();
   });
   api.use(express.json({ limit: '64kb', strict: true }));
-  api.use(cookieParser());
-  api.use(sessionMiddleware);
-  api.use(csrf.protect);
   api.use(
     identityRoutes({
       identity,
@@ -152,6 +191,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
       },
     }),
   );
+  api.use(caseRoutes(caseDeps));
   api.use(notFound);
   app.use('/api', api);
   app.use(notFound);
@@ -169,6 +209,9 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     handler: app,
     identity,
     audit,
+    cases,
+    converter,
+    dataKeys,
     sessionMiddleware,
     get draining() {
       return state.draining;
@@ -178,6 +221,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     },
     async close() {
       clearInterval(sweep);
+      converter.close();
       identity.removeAllListeners();
     },
   };

@@ -38,6 +38,17 @@ export const configSchema = z
     TRUST_PROXY_HOPS: z.preprocess(blankToUndefined, z.coerce.number().int().min(0).max(10).default(0)),
     /** Seconds SIGTERM waits for in-flight requests before closing connections. */
     SHUTDOWN_GRACE_SECONDS: z.preprocess(blankToUndefined, z.coerce.number().int().min(0).max(600).default(10)),
+    /** Largest accepted upload, in MiB (default 4 GiB). */
+    MAX_UPLOAD_MB: z.preprocess(blankToUndefined, z.coerce.number().int().min(1).max(1024 * 1024).default(4096)),
+    /** Free space (MiB) that uploads must leave on the data volume. */
+    STORAGE_RESERVE_MB: z.preprocess(blankToUndefined, z.coerce.number().int().min(0).default(1024)),
+    /** Minutes between retention purges (0 = only by command). */
+    RETENTION_PURGE_MINUTES: z.preprocess(blankToUndefined, z.coerce.number().int().min(0).max(7 * 24 * 60).default(60)),
+    /** Generate the 20480 x 20480 synthetic demo slide on first start. */
+    DEMO_SLIDE: z
+      .enum(['true', 'false', '1', '0'])
+      .default('true')
+      .transform((v) => v === 'true' || v === '1'),
     /** Create the demo site and accounts on the first start with an empty store. */
     DEMO_SEED: z
       .enum(['true', 'false', '1', '0'])
@@ -60,6 +71,9 @@ export const configSchema = z
       trustProxyHops: env.TRUST_PROXY_HOPS,
       shutdownGraceMs: env.SHUTDOWN_GRACE_SECONDS * 1000,
       demoSeed: env.DEMO_SEED,
+      demoSlide: env.DEMO_SLIDE,
+      upload: { maxBytes: env.MAX_UPLOAD_MB * 1024 * 1024, reserveBytes: env.STORAGE_RESERVE_MB * 1024 * 1024 },
+      retentionPurgeMs: env.RETENTION_PURGE_MINUTES * 60_000,
       /** Absolute session lifetime (DESIGN 6): not a site policy, fixed at 12 h. */
       sessionAbsoluteMs: 12 * 60 * 60 * 1000,
     };

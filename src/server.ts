@@ -2,9 +2,11 @@
 // the integration tests, so the tests run the very code path a user starts.
 import type { AddressInfo } from 'node:net';
 import { createApp, type App, type AppConfig } from './app';
+import { demoSlideSource } from './bootstrap/demoSlide';
 import { seedIfEmpty, type DemoAccount } from './bootstrap/firstStart';
 import type { Config } from './config';
-import { loadOrCreateMasterKey } from './crypto/masterKey';
+import { KeyRing } from './crypto/keyring';
+import { RetentionService } from './governance/retention';
 import { createDualServer } from './http/server';
 import { loadOrCreateTls } from './http/tls';
 import type { LimiterFactory } from './http/rateLimit';
@@ -32,7 +34,7 @@ export interface StartOptions {
 export async function startServer(config: Config, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
   const store = await createStore(config);
   try {
-    const masterKey = loadOrCreateMasterKey(config.masterKeyFile);
+    const keyring = KeyRing.open(config.masterKeyFile);
     const tls = await loadOrCreateTls({
       certFile: config.tls.certFile,
       keyFile: config.tls.keyFile,
@@ -40,10 +42,20 @@ export async function startServer(config: Config, logger: Logger, options: Start
       publicHost: new URL(config.publicUrl).hostname,
     });
     const app = createApp(
-      { store, logger, masterKey, limiters: options.limiters, clock: options.clock },
-      { trustProxyHops: config.trustProxyHops, sessionAbsoluteMs: config.sessionAbsoluteMs, publicUrl: config.publicUrl, rateLimits: options.rateLimits },
+      { store, logger, keyring, limiters: options.limiters, clock: options.clock },
+      {
+        trustProxyHops: config.trustProxyHops,
+        sessionAbsoluteMs: config.sessionAbsoluteMs,
+        publicUrl: config.publicUrl,
+        dataDir: config.dataDir,
+        upload: config.upload,
+        rateLimits: options.rateLimits,
+      },
     );
-    const demoAccounts = config.demoSeed ? await seedIfEmpty(store, app.identity) : null;
+    await app.cases.recover(logger.child({ module: 'recovery' }), async (m) => (m.width ? demoSlideSource(m.width) : null));
+    const demoAccounts = config.demoSeed ? await seedIfEmpty(store, app.identity, app.cases, { demoSlide: config.demoSlide }) : null;
+    const retention = new RetentionService(store, app.audit, app.cases, logger.child({ module: 'retention' }), options.clock);
+    const stopRetention = config.retentionPurgeMs > 0 ? retention.schedule(config.retentionPurgeMs) : () => undefined;
     const servers = createDualServer(tls, app.handler, config.publicUrl);
     await new Promise<void>((resolve, reject) => {
       servers.tcp.once('error', reject);
@@ -61,6 +73,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
       close() {
         closing ??= (async () => {
           app.draining = true;
+          stopRetention();
           await servers.drain(config.shutdownGraceMs);
           await app.close();
           await store.close();

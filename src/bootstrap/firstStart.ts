@@ -1,7 +1,10 @@
 // First start with an empty store: a demo site, its site admin, a clinician and a pathologist,
-// each with a one-time password that must be changed at first login. The passwords are
+// each with a one-time password that must be changed at first login, and a demo case whose
+// synthetic 20480 x 20480 slide converts in the background. The passwords are
 // returned to main.ts, which prints them once to the console (never to the log).
+import type { CaseService } from '../cases/service';
 import type { Role } from '../protocol/identity';
+import { demoSlideSource } from './demoSlide';
 import type { IdentityService } from '../identity/service';
 import type { Store } from '../store/types';
 
@@ -14,7 +17,12 @@ export interface DemoAccount {
 export const DEMO_SITE_NAME = 'Demo Hospital';
 const SYSTEM_CONTEXT = { ip: null, userAgent: 'first-start' };
 
-export async function seedIfEmpty(store: Store, identity: IdentityService): Promise<DemoAccount[] | null> {
+export async function seedIfEmpty(
+  store: Store,
+  identity: IdentityService,
+  cases: CaseService,
+  options: { demoSlide: boolean },
+): Promise<DemoAccount[] | null> {
   if ((await store.sites.list()).length > 0) return null;
   const site = await identity.createSite(DEMO_SITE_NAME);
   const people: { email: string; name: string; role: Role }[] = [
@@ -27,5 +35,6 @@ export async function seedIfEmpty(store: Store, identity: IdentityService): Prom
     const { oneTimePassword } = await identity.createUser(null, SYSTEM_CONTEXT, { siteId: site.id, ...p });
     accounts.push({ email: p.email, role: p.role, oneTimePassword });
   }
+  await cases.createDemoCase(site.id, options.demoSlide ? await demoSlideSource() : null, 'synthetic-breast-core-HE.svs');
   return accounts;
 }

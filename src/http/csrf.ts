@@ -12,9 +12,9 @@ export interface Csrf {
   issue(req: Request, res: Response): string;
 }
 
-export function createCsrf(secret: string): Csrf {
+export function createCsrf(secrets: string[]): Csrf {
   const { doubleCsrfProtection, generateCsrfToken } = doubleCsrf({
-    getSecret: () => secret,
+    getSecret: () => secrets,
     getSessionIdentifier: (req) => (req.session?.userId ? req.sessionID : 'anonymous'),
     cookieName: CSRF_COOKIE,
     cookieOptions: { sameSite: 'strict', path: '/', secure: true, httpOnly: true },

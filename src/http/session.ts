@@ -81,10 +81,11 @@ export class RepositorySessionStore extends Store {
   }
 }
 
-export function createSessionMiddleware(store: Store, cookieSecret: string): RequestHandler {
+export function createSessionMiddleware(store: Store, cookieSecrets: string[]): RequestHandler {
   return session({
     name: SESSION_COOKIE,
-    secret: cookieSecret,
+    // The first secret signs; all verify, so cookies survive a master-key rotation.
+    secret: cookieSecrets,
     store,
     resave: false,
     // Nothing is stored for anonymous visitors: a session exists only after login.

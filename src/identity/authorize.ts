@@ -39,6 +39,18 @@ export const ACTIONS = {
   'user.update': { roles: ADMIN },
   'user.resetPassword': { roles: ADMIN },
   'user.revokeSessions': { roles: ADMIN },
+  'case.list': { roles: ANY },
+  'case.read': { roles: ANY },
+  'case.create': { roles: ANY },
+  'case.update': { roles: ANY },
+  // Patient details can only be edited by someone allowed to see them.
+  'case.updatePatient': { roles: ANY, permission: 'viewPatientInfo' },
+  'case.delete': { roles: ANY, permission: 'canDelete' },
+  'case.transfer': { roles: ANY, permission: 'transferStudy' },
+  'material.upload': { roles: ANY, permission: 'canUpload' },
+  'material.view': { roles: ANY },
+  'material.download': { roles: ANY, permission: 'canDownload' },
+  'material.delete': { roles: ANY, permission: 'canDelete' },
 } as const satisfies Record<string, Rule>;
 
 export type Action = keyof typeof ACTIONS;

@@ -20,7 +20,7 @@ export interface UserRecord {
   permissions: Permissions;
   passwordHash: string;
   mustChangePassword: boolean;
-  /** TOTP secret once enrolment is confirmed, sealed (AES-256-GCM, SecretBox) to this user id. */
+  /** TOTP secret once enrolment is confirmed, sealed under the site's data key (DataKeys), bound to this user id. */
   totpSecret: string | null;
   /** Sealed secret issued by enrolment, not yet confirmed with a code. */
   totpPendingSecret: string | null;

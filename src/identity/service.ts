@@ -6,7 +6,7 @@ import * as otp from 'otplib';
 import QRCode from 'qrcode';
 import type { AuditActor } from '../audit/model';
 import type { AuditService } from '../audit/service';
-import type { SecretBox } from '../crypto/secretBox';
+import type { DataKeys } from '../crypto/dataKeys';
 import { AppError, NotFoundError } from '../errors';
 import { newId, newOneTimePassword } from '../ids';
 import type { Permissions, Role, SitePolicy } from '../protocol/identity';
@@ -40,8 +40,8 @@ export class IdentityService extends EventEmitter<IdentityEvents> {
   constructor(
     private readonly store: Store,
     private readonly audit: AuditService,
-    /** Seals TOTP secrets at rest, bound to their user id. */
-    private readonly secrets: SecretBox,
+    /** Seals TOTP secrets at rest under the site's data key, bound to their user id. */
+    private readonly dataKeys: DataKeys,
     private readonly clock: () => Date = () => new Date(),
   ) {
     super();
@@ -148,7 +148,7 @@ export class IdentityService extends EventEmitter<IdentityEvents> {
         });
         throw new AppError('TOTP_REQUIRED');
       }
-      const step = await this.checkTotp(this.secrets.open(user.totpSecret, user.id), input.totp);
+      const step = await this.checkTotp(await this.dataKeys.openString(user.totpSecret, `totp:${user.id}`), input.totp);
       if (step === null || !(await this.store.users.claimTotpStep(user.siteId, user.id, step))) {
         await this.failLogin(user, site, actor, step === null ? 'wrong_totp' : 'totp_replayed');
         throw new AppError('INVALID_CREDENTIALS');
@@ -299,7 +299,7 @@ export class IdentityService extends EventEmitter<IdentityEvents> {
     const otpauthUri = otp.generateURI({ issuer: TOTP_ISSUER, label: user.email, secret });
     const qrDataUrl = await QRCode.toDataURL(otpauthUri, { errorCorrectionLevel: 'M', margin: 2 });
     await this.store.users.update(actor.siteId, actor.userId, {
-      totpPendingSecret: this.secrets.seal(secret, user.id),
+      totpPendingSecret: await this.dataKeys.sealString(`site:${user.siteId}`, secret, `totp:${user.id}`),
       updatedAt: this.clock().toISOString(),
       updatedBy: actor.userId,
     });
@@ -317,7 +317,7 @@ export class IdentityService extends EventEmitter<IdentityEvents> {
     requireAuthorized(actor, 'self.manageTotp', { siteId: actor.siteId, ownerId: actor.userId });
     const user = await this.mustFindUser(actor.siteId, actor.userId);
     if (!user.totpPendingSecret) throw new AppError('CONFLICT', 'Start enrolment first.');
-    const step = await this.checkTotp(this.secrets.open(user.totpPendingSecret, user.id), code);
+    const step = await this.checkTotp(await this.dataKeys.openString(user.totpPendingSecret, `totp:${user.id}`), code);
     const ok = step !== null;
     await this.audit.record({
       siteId: actor.siteId,

@@ -16,9 +16,11 @@ export const ERROR_CODES = {
   CONFLICT: { status: 409, message: 'This conflicts with the current state.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request is too large.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Send JSON (Content-Type: application/json).' },
+  UNSUPPORTED_FILE_TYPE: { status: 415, message: 'Upload a JPEG, PNG or TIFF (including BigTIFF and pyramidal TIFF) image.' },
   PASSWORD_POLICY: { status: 422, message: 'The password does not meet the site policy.' },
   RATE_LIMITED: { status: 429, message: 'Too many requests. Wait a moment and try again.' },
   INTERNAL: { status: 500, message: 'Something went wrong on the server.' },
+  STORAGE_FULL: { status: 507, message: 'The server has not enough free storage for this file.' },
   NOT_READY: { status: 503, message: 'The server is not ready.' },
 } as const;
 

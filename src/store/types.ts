@@ -1,6 +1,8 @@
 // What the composition root receives: one object holding every repository, chosen by
 // createStore (src/store/index.ts): MongoDB when MONGODB_URI is set, else embedded SQLite.
 import type { AuditRepository } from '../audit/model';
+import type { CaseRepository, MaterialRepository } from '../cases/model';
+import type { DataKeyRepository } from '../crypto/dataKeys';
 import type { SessionRepository, SiteRepository, UserRepository } from '../identity/repository';
 
 export interface Store {
@@ -9,6 +11,9 @@ export interface Store {
   readonly users: UserRepository;
   readonly sessions: SessionRepository;
   readonly audit: AuditRepository;
+  readonly dataKeys: DataKeyRepository;
+  readonly cases: CaseRepository;
+  readonly materials: MaterialRepository;
   /** True while the store can serve requests (used by /readyz). */
   ping(): Promise<boolean>;
   close(): Promise<void>;

@@ -1,9 +1,12 @@
 // The repository contract every Store implementation must honour (src/store/types.ts and the
-// interfaces in src/identity/repository.ts and src/audit/model.ts). Each implementation's test
-// file calls describeStoreContract with a factory; every test gets a fresh, empty store.
+// interfaces in src/identity/repository.ts, src/audit/model.ts, src/crypto/dataKeys.ts and
+// src/cases/model.ts). Each implementation's test file calls describeStoreContract with a
+// factory; every test gets a fresh, empty store.
 import { hashRecord } from '../../src/audit/chain';
 import { GENESIS_HASH, SYSTEM_CHAIN, type AuditRecord } from '../../src/audit/model';
 import { ANONYMOUS_ACTOR, AuditService } from '../../src/audit/service';
+import type { CaseListFilter, CaseRecord, MaterialRecord } from '../../src/cases/model';
+import type { DataKeyRecord } from '../../src/crypto/dataKeys';
 import { DEFAULT_POLICY, NO_PERMISSIONS, type SiteRecord, type UserRecord } from '../../src/identity/model';
 import type { LockoutRule, SessionRecord } from '../../src/identity/repository';
 import { newId } from '../../src/ids';
@@ -55,6 +58,47 @@ function session(sid: string, overrides: Partial<SessionRecord> = {}): SessionRe
     userId: 'user-1',
     data: JSON.stringify({ cookie: { httpOnly: true }, userId: 'user-1' }),
     expiresAt: T0 + 30 * MINUTE,
+    ...overrides,
+  };
+}
+
+function caseRecord(siteId: string, id: string, overrides: Partial<CaseRecord> = {}): CaseRecord {
+  return {
+    id,
+    siteId,
+    label: `CASE-${id}`,
+    title: `Case ${id}`,
+    clinicalQuestion: 'What is it?',
+    status: 'open',
+    patientSealed: null,
+    createdAt: iso(T0),
+    updatedAt: iso(T0),
+    createdBy: null,
+    updatedBy: null,
+    ...overrides,
+  };
+}
+
+function material(siteId: string, caseId: string, id: string, overrides: Partial<MaterialRecord> = {}): MaterialRecord {
+  return {
+    id,
+    siteId,
+    caseId,
+    nameSealed: `e1.key.name-${id}`,
+    mime: 'image/tiff',
+    sizeBytes: 123_456_789,
+    sha256: 'a'.repeat(64),
+    status: 'queued',
+    progress: 0,
+    width: null,
+    height: null,
+    tileSize: 254,
+    overlap: 1,
+    tileFormat: 'jpeg',
+    error: null,
+    createdAt: iso(T0),
+    updatedAt: iso(T0),
+    createdBy: 'uploader-id',
     ...overrides,
   };
 }
@@ -525,6 +569,403 @@ export function describeStoreContract(name: string, open: () => Promise<Store>):
         // Every call's record is stored exactly once.
         expect(stored.map((r) => r.details.i).sort((x, y) => Number(x) - Number(y))).toEqual(expectedSeqs.map((s) => s - 1));
         expect(await audit.verify('site-a')).toEqual({ chains: [{ siteId: 'site-a', records: 20 }], breaks: [] });
+      });
+    });
+
+    describe('data keys', () => {
+      const dataKey = (id: string, owner: string, kekId: string, overrides: Partial<DataKeyRecord> = {}): DataKeyRecord => ({
+        id,
+        owner,
+        wrapped: `wrapped-${id}-under-${kekId}`,
+        kekId,
+        createdAt: iso(T0),
+        ...overrides,
+      });
+
+      test('create then findById and findByOwner return the same record; unknown id or owner is null', async () => {
+        const k = dataKey('key-1', 'case:abc', 'kek-1');
+        await store.dataKeys.create(k);
+        await store.dataKeys.create(dataKey('key-2', 'site:site-a', 'kek-1'));
+        expect(await store.dataKeys.findById('key-1')).toStrictEqual(k);
+        expect(await store.dataKeys.findByOwner('case:abc')).toStrictEqual(k);
+        expect(await store.dataKeys.findById('no-such-key')).toBeNull();
+        expect(await store.dataKeys.findByOwner('case:none')).toBeNull();
+      });
+
+      test('a second key for the same owner throws DuplicateKeyError(data_key.owner) and keeps the first', async () => {
+        const first = dataKey('key-1', 'case:abc', 'kek-1');
+        await store.dataKeys.create(first);
+        const err = await rejection(store.dataKeys.create(dataKey('key-2', 'case:abc', 'kek-2')));
+        expect(err).toBeInstanceOf(DuplicateKeyError);
+        expect((err as DuplicateKeyError).key).toBe('data_key.owner');
+        expect(await store.dataKeys.findById('key-2')).toBeNull();
+        expect(await store.dataKeys.findByOwner('case:abc')).toStrictEqual(first);
+      });
+
+      test('listNotWrappedBy lists keys under any other master key, ordered by id, up to limit', async () => {
+        for (const [id, kek] of [['k3', 'kek-1'], ['k1', 'kek-1'], ['k4', 'kek-2'], ['k2', 'kek-2'], ['k5', 'kek-0']] as const) {
+          await store.dataKeys.create(dataKey(id, `owner:${id}`, kek));
+        }
+        const ids = async (kek: string, limit: number) => (await store.dataKeys.listNotWrappedBy(kek, limit)).map((k) => k.id);
+        expect(await ids('kek-2', 10)).toEqual(['k1', 'k3', 'k5']);
+        expect(await ids('kek-2', 2)).toEqual(['k1', 'k3']);
+        expect(await ids('kek-9', 10)).toEqual(['k1', 'k2', 'k3', 'k4', 'k5']);
+        expect(await store.dataKeys.listNotWrappedBy('kek-2', 10)).toContainEqual(dataKey('k5', 'owner:k5', 'kek-0'));
+      });
+
+      test('rewrap swaps the wrapping only while it is still under fromKekId and says whether it did', async () => {
+        const k1 = dataKey('k1', 'owner:1', 'kek-1');
+        const k2 = dataKey('k2', 'owner:2', 'kek-1');
+        await store.dataKeys.create(k1);
+        await store.dataKeys.create(k2);
+
+        expect(await store.dataKeys.rewrap('k1', 'kek-1', 'rewrapped-k1', 'kek-2')).toBe(true);
+        expect(await store.dataKeys.findById('k1')).toStrictEqual({ ...k1, wrapped: 'rewrapped-k1', kekId: 'kek-2' });
+
+        // A stale fromKekId (another node rotated first) changes nothing.
+        expect(await store.dataKeys.rewrap('k1', 'kek-1', 'stale', 'kek-3')).toBe(false);
+        expect(await store.dataKeys.rewrap('k2', 'kek-0', 'stale', 'kek-2')).toBe(false);
+        expect(await store.dataKeys.findById('k1')).toStrictEqual({ ...k1, wrapped: 'rewrapped-k1', kekId: 'kek-2' });
+        expect(await store.dataKeys.findById('k2')).toStrictEqual(k2);
+        expect(await store.dataKeys.rewrap('no-such-key', 'kek-1', 'x', 'kek-2')).toBe(false);
+
+        expect((await store.dataKeys.listNotWrappedBy('kek-2', 10)).map((k) => k.id)).toEqual(['k2']);
+        expect(await store.dataKeys.rewrap('k2', 'kek-1', 'rewrapped-k2', 'kek-2')).toBe(true);
+        expect(await store.dataKeys.listNotWrappedBy('kek-2', 10)).toEqual([]);
+      });
+
+      test('deleteByOwner removes that key only, true then false; countByKek counts keys per master key', async () => {
+        expect(await store.dataKeys.countByKek()).toEqual({});
+        await store.dataKeys.create(dataKey('k1', 'case:1', 'kek-1'));
+        await store.dataKeys.create(dataKey('k2', 'case:2', 'kek-1'));
+        await store.dataKeys.create(dataKey('k3', 'site:a', 'kek-2'));
+        expect(await store.dataKeys.countByKek()).toEqual({ 'kek-1': 2, 'kek-2': 1 });
+
+        expect(await store.dataKeys.deleteByOwner('case:1')).toBe(true);
+        expect(await store.dataKeys.deleteByOwner('case:1')).toBe(false);
+        expect(await store.dataKeys.deleteByOwner('case:none')).toBe(false);
+        expect(await store.dataKeys.findByOwner('case:1')).toBeNull();
+        expect(await store.dataKeys.findById('k1')).toBeNull();
+        expect(await store.dataKeys.findByOwner('case:2')).not.toBeNull();
+        expect(await store.dataKeys.countByKek()).toEqual({ 'kek-1': 1, 'kek-2': 1 });
+
+        // The owner is free again once its key is gone.
+        await store.dataKeys.create(dataKey('k4', 'case:1', 'kek-2'));
+        expect(await store.dataKeys.countByKek()).toEqual({ 'kek-1': 1, 'kek-2': 2 });
+      });
+    });
+
+    describe('cases', () => {
+      const ids = (r: { cases: CaseRecord[] }) => r.cases.map((c) => c.id);
+      const page = (over: Partial<CaseListFilter> = {}): CaseListFilter => ({ limit: 50, offset: 0, ...over });
+
+      test('create + findById round-trips every field (nulls included); another site or an unknown id is null', async () => {
+        await twoSites();
+        const full = caseRecord('site-a', 'case-full', {
+          title: 'Biopsie du sein gauche',
+          clinicalQuestion: 'Carcinome ?\nGrade ?',
+          status: 'in_review',
+          patientSealed: 'e1.key.c2VhbGVk',
+          createdBy: 'creator-id',
+          updatedBy: 'updater-id',
+          updatedAt: iso(T0 + MINUTE),
+        });
+        const bare = caseRecord('site-a', 'case-bare', { clinicalQuestion: '' });
+        await store.cases.create(full);
+        await store.cases.create(bare);
+        expect(await store.cases.findById('site-a', 'case-full')).toStrictEqual(full);
+        expect(await store.cases.findById('site-a', 'case-bare')).toStrictEqual(bare);
+        expect(await store.cases.findById('site-b', 'case-full')).toBeNull();
+        expect(await store.cases.findById('site-a', 'no-such-case')).toBeNull();
+      });
+
+      test('list: newest first by createdAt then id descending, only that site, total independent of the page', async () => {
+        await twoSites();
+        await store.cases.create(caseRecord('site-a', 'c1', { createdAt: iso(T0) }));
+        await store.cases.create(caseRecord('site-a', 'c3', { createdAt: iso(T0 + 2000) }));
+        await store.cases.create(caseRecord('site-a', 'c2', { createdAt: iso(T0 + 1000) }));
+        await store.cases.create(caseRecord('site-a', 'c4', { createdAt: iso(T0 + 1000) }));
+        await store.cases.create(caseRecord('site-b', 'b1', { createdAt: iso(T0 + 5000) }));
+
+        const all = await store.cases.list('site-a', page());
+        expect(ids(all)).toEqual(['c3', 'c4', 'c2', 'c1']);
+        expect(all.total).toBe(4);
+        expect(all.cases[0]).toStrictEqual(caseRecord('site-a', 'c3', { createdAt: iso(T0 + 2000) }));
+
+        const second = await store.cases.list('site-a', page({ limit: 2, offset: 1 }));
+        expect(ids(second)).toEqual(['c4', 'c2']);
+        expect(second.total).toBe(4);
+        const past = await store.cases.list('site-a', page({ limit: 2, offset: 10 }));
+        expect(past).toEqual({ cases: [], total: 4 });
+
+        expect(ids(await store.cases.list('site-b', page()))).toEqual(['b1']);
+        expect(await store.cases.list('no-such-site', page())).toEqual({ cases: [], total: 0 });
+      });
+
+      test('list: the status filter narrows both the page and the total', async () => {
+        await twoSites();
+        await store.cases.create(caseRecord('site-a', 'c1', { status: 'open', createdAt: iso(T0) }));
+        await store.cases.create(caseRecord('site-a', 'c2', { status: 'closed', createdAt: iso(T0 + 1000) }));
+        await store.cases.create(caseRecord('site-a', 'c3', { status: 'open', createdAt: iso(T0 + 2000) }));
+        await store.cases.create(caseRecord('site-b', 'b1', { status: 'open' }));
+
+        const open = await store.cases.list('site-a', page({ status: 'open' }));
+        expect(ids(open)).toEqual(['c3', 'c1']);
+        expect(open.total).toBe(2);
+        expect(await store.cases.list('site-a', page({ status: 'closed', limit: 1 }))).toMatchObject({ total: 1 });
+        expect(await store.cases.list('site-a', page({ status: 'reported' }))).toEqual({ cases: [], total: 0 });
+      });
+
+      test('list: q is a case-insensitive substring of the title or the label', async () => {
+        await twoSites();
+        await store.cases.create(caseRecord('site-a', 'c1', { title: 'Liver BIOPSY', label: 'CASE-0001', createdAt: iso(T0) }));
+        await store.cases.create(caseRecord('site-a', 'c2', { title: 'Skin excision', label: 'CASE-0002', createdAt: iso(T0 + 1000) }));
+        await store.cases.create(caseRecord('site-a', 'c3', { title: 'Colon polyp', label: 'biopsy-lab-7', status: 'closed', createdAt: iso(T0 + 2000) }));
+        await store.cases.create(caseRecord('site-b', 'b1', { title: 'Liver biopsy', label: 'CASE-0001' }));
+
+        const biopsy = await store.cases.list('site-a', page({ q: 'Biopsy' }));
+        expect(ids(biopsy)).toEqual(['c3', 'c1']);
+        expect(biopsy.total).toBe(2);
+        expect(ids(await store.cases.list('site-a', page({ q: 'case-0002' })))).toEqual(['c2']);
+        expect(ids(await store.cases.list('site-a', page({ q: 'SKIN EXC' })))).toEqual(['c2']);
+        expect(ids(await store.cases.list('site-a', page({ q: 'case-000' })))).toEqual(['c2', 'c1']);
+        expect(await store.cases.list('site-a', page({ q: 'biopsy', status: 'open' }))).toEqual({
+          cases: [caseRecord('site-a', 'c1', { title: 'Liver BIOPSY', label: 'CASE-0001', createdAt: iso(T0) })],
+          total: 1,
+        });
+        expect(await store.cases.list('site-a', page({ q: 'nothing like it' }))).toEqual({ cases: [], total: 0 });
+        // An empty q is no filter.
+        expect((await store.cases.list('site-a', page({ q: '' }))).total).toBe(3);
+      });
+
+      test('list: q is matched literally, wildcards and regex metacharacters included', async () => {
+        await twoSites();
+        const titles: [string, string][] = [
+          ['c1', 'Growth 50% reduced'],
+          ['c2', 'Growth 50 reduced'],
+          ['c3', 'Stain a.b'],
+          ['c4', 'Stain axb'],
+          ['c5', 'Marker x_y'],
+          ['c6', 'Marker xzy'],
+          ['c7', 'Pattern .* here'],
+          ['c8', 'Lesion (left) [a] ^$ \\d+'],
+        ];
+        for (const [i, [id, title]] of titles.entries()) {
+          await store.cases.create(caseRecord('site-a', id, { title, label: `L-${id}`, createdAt: iso(T0 + i * 1000) }));
+        }
+        const q = async (text: string) => ids(await store.cases.list('site-a', page({ q: text })));
+        expect(await q('50%')).toEqual(['c1']);
+        expect(await q('%')).toEqual(['c1']);
+        expect(await q('a.b')).toEqual(['c3']);
+        expect(await q('.')).toEqual(['c7', 'c3']);
+        expect(await q('x_y')).toEqual(['c5']);
+        expect(await q('_')).toEqual(['c5']);
+        expect(await q('.*')).toEqual(['c7']);
+        expect(await q('(left)')).toEqual(['c8']);
+        expect(await q('[a]')).toEqual(['c8']);
+        expect(await q('^$')).toEqual(['c8']);
+        expect(await q('\\d+')).toEqual(['c8']);
+        // Unbalanced or pattern-only text neither throws nor matches everything.
+        expect(await q('(')).toEqual(['c8']);
+        expect(await q('[')).toEqual(['c8']);
+        expect(await q('a|b')).toEqual([]);
+        expect(await q('.+')).toEqual([]);
+        expect(await q('\\')).toEqual(['c8']);
+      });
+
+      test('update changes the given fields, null clears, undefined leaves alone; scoped by site', async () => {
+        await twoSites();
+        const c = caseRecord('site-a', 'c1', { patientSealed: 'e1.key.sealed', updatedBy: 'someone' });
+        const other = caseRecord('site-a', 'c2');
+        await store.cases.create(c);
+        await store.cases.create(other);
+
+        const updated = await store.cases.update('site-a', 'c1', {
+          title: 'Renamed',
+          status: 'reported',
+          patientSealed: null,
+          clinicalQuestion: undefined,
+          updatedAt: iso(T0 + MINUTE),
+          updatedBy: 'editor',
+        });
+        const expected: CaseRecord = { ...c, title: 'Renamed', status: 'reported', patientSealed: null, updatedAt: iso(T0 + MINUTE), updatedBy: 'editor' };
+        expect(updated).toStrictEqual(expected);
+        expect(await store.cases.findById('site-a', 'c1')).toStrictEqual(expected);
+        expect(await store.cases.findById('site-a', 'c2')).toStrictEqual(other);
+
+        const hijack = { title: 'Hijacked', updatedAt: iso(T0 + 2 * MINUTE), updatedBy: 'attacker' };
+        expect(await store.cases.update('site-b', 'c1', hijack)).toBeNull();
+        expect(await store.cases.update('site-a', 'no-such-case', hijack)).toBeNull();
+        expect(await store.cases.findById('site-a', 'c1')).toStrictEqual(expected);
+      });
+
+      test("delete returns true then false, is scoped by site, and removes that case's materials only", async () => {
+        await twoSites();
+        await store.cases.create(caseRecord('site-a', 'c1'));
+        await store.cases.create(caseRecord('site-a', 'c2'));
+        await store.materials.create(material('site-a', 'c1', 'm1'));
+        await store.materials.create(material('site-a', 'c1', 'm2'));
+        await store.materials.create(material('site-a', 'c2', 'm3'));
+
+        expect(await store.cases.delete('site-b', 'c1')).toBe(false);
+        expect(await store.cases.findById('site-a', 'c1')).not.toBeNull();
+        expect(await store.materials.listByCase('site-a', 'c1')).toHaveLength(2);
+
+        expect(await store.cases.delete('site-a', 'c1')).toBe(true);
+        expect(await store.cases.delete('site-a', 'c1')).toBe(false);
+        expect(await store.cases.delete('site-a', 'no-such-case')).toBe(false);
+        expect(await store.cases.findById('site-a', 'c1')).toBeNull();
+        expect(await store.materials.listByCase('site-a', 'c1')).toEqual([]);
+        expect(await store.materials.findById('site-a', 'c1', 'm1')).toBeNull();
+        expect((await store.materials.listByCase('site-a', 'c2')).map((m) => m.id)).toEqual(['m3']);
+        expect(await store.cases.findById('site-a', 'c2')).not.toBeNull();
+        expect(await store.materials.listUnfinished()).toHaveLength(1);
+      });
+
+      test('listCreatedBefore returns cases created strictly before the instant, oldest first, up to limit, per site', async () => {
+        await twoSites();
+        await store.cases.create(caseRecord('site-a', 'c3', { createdAt: iso(T0 + 2000) }));
+        await store.cases.create(caseRecord('site-a', 'c1', { createdAt: iso(T0) }));
+        await store.cases.create(caseRecord('site-a', 'c2b', { createdAt: iso(T0 + 1000) }));
+        await store.cases.create(caseRecord('site-a', 'c2a', { createdAt: iso(T0 + 1000) }));
+        await store.cases.create(caseRecord('site-b', 'b1', { createdAt: iso(T0) }));
+
+        const before = async (at: number, limit: number) => (await store.cases.listCreatedBefore('site-a', iso(at), limit)).map((c) => c.id);
+        expect(await before(T0 + 2000, 10)).toEqual(['c1', 'c2a', 'c2b']);
+        expect(await before(T0 + 2001, 10)).toEqual(['c1', 'c2a', 'c2b', 'c3']);
+        expect(await before(T0 + 2000, 2)).toEqual(['c1', 'c2a']);
+        expect(await before(T0, 10)).toEqual([]);
+        expect(await store.cases.listCreatedBefore('site-a', iso(T0 + 1), 10)).toStrictEqual([caseRecord('site-a', 'c1', { createdAt: iso(T0) })]);
+        expect((await store.cases.listCreatedBefore('site-b', iso(T0 + 9000), 10)).map((c) => c.id)).toEqual(['b1']);
+      });
+    });
+
+    describe('materials', () => {
+      /** Sites 'site-a' and 'site-b' with cases a1, a2 (site-a) and b1 (site-b). */
+      async function threeCases(): Promise<void> {
+        await twoSites();
+        await store.cases.create(caseRecord('site-a', 'a1'));
+        await store.cases.create(caseRecord('site-a', 'a2'));
+        await store.cases.create(caseRecord('site-b', 'b1'));
+      }
+
+      test('create + findById round-trips every field; another case, another site or an unknown id is null', async () => {
+        await threeCases();
+        const ready = material('site-a', 'a1', 'm1', { status: 'ready', progress: 100, width: 98304, height: 65536, error: null, createdBy: 'uploader' });
+        const failed = material('site-a', 'a1', 'm2', { status: 'failed', progress: 0, width: null, height: null, error: 'unsupported file', createdBy: null });
+        await store.materials.create(ready);
+        await store.materials.create(failed);
+        expect(await store.materials.findById('site-a', 'a1', 'm1')).toStrictEqual(ready);
+        expect(await store.materials.findById('site-a', 'a1', 'm2')).toStrictEqual(failed);
+        expect(await store.materials.findById('site-a', 'a2', 'm1')).toBeNull();
+        expect(await store.materials.findById('site-b', 'a1', 'm1')).toBeNull();
+        expect(await store.materials.findById('site-a', 'a1', 'no-such-material')).toBeNull();
+      });
+
+      test('listByCase lists that case of that site only, by createdAt then id', async () => {
+        await threeCases();
+        await store.materials.create(material('site-a', 'a1', 'm3', { createdAt: iso(T0 + 2000) }));
+        await store.materials.create(material('site-a', 'a1', 'm2', { createdAt: iso(T0 + 1000) }));
+        await store.materials.create(material('site-a', 'a1', 'm1', { createdAt: iso(T0 + 1000) }));
+        await store.materials.create(material('site-a', 'a1', 'm0', { createdAt: iso(T0 + 3000) }));
+        await store.materials.create(material('site-a', 'a2', 'x1'));
+        await store.materials.create(material('site-b', 'b1', 'y1'));
+
+        const list = await store.materials.listByCase('site-a', 'a1');
+        expect(list.map((m) => m.id)).toEqual(['m1', 'm2', 'm3', 'm0']);
+        expect(list[0]).toStrictEqual(material('site-a', 'a1', 'm1', { createdAt: iso(T0 + 1000) }));
+        expect((await store.materials.listByCase('site-a', 'a2')).map((m) => m.id)).toEqual(['x1']);
+        expect(await store.materials.listByCase('site-b', 'a1')).toEqual([]);
+        expect(await store.materials.listByCase('site-a', 'no-such-case')).toEqual([]);
+      });
+
+      test('update returns the updated record, null clears, undefined leaves alone; scoped by site', async () => {
+        await threeCases();
+        const m = material('site-a', 'a1', 'm1', { error: 'transient', width: 10, height: 20 });
+        const other = material('site-a', 'a1', 'm2');
+        await store.materials.create(m);
+        await store.materials.create(other);
+
+        const updated = await store.materials.update('site-a', 'm1', {
+          status: 'converting',
+          progress: 42,
+          error: null,
+          width: undefined,
+          height: 4096,
+          updatedAt: iso(T0 + MINUTE),
+        });
+        const expected: MaterialRecord = { ...m, status: 'converting', progress: 42, error: null, height: 4096, updatedAt: iso(T0 + MINUTE) };
+        expect(updated).toStrictEqual(expected);
+        expect(await store.materials.findById('site-a', 'a1', 'm1')).toStrictEqual(expected);
+        expect(await store.materials.findById('site-a', 'a1', 'm2')).toStrictEqual(other);
+
+        const patch = { status: 'failed' as const, updatedAt: iso(T0 + 2 * MINUTE) };
+        expect(await store.materials.update('site-b', 'm1', patch)).toBeNull();
+        expect(await store.materials.update('site-a', 'no-such-material', patch)).toBeNull();
+        expect(await store.materials.findById('site-a', 'a1', 'm1')).toStrictEqual(expected);
+      });
+
+      test('delete returns true then false and is scoped by site', async () => {
+        await threeCases();
+        await store.materials.create(material('site-a', 'a1', 'm1'));
+        await store.materials.create(material('site-a', 'a1', 'm2'));
+        expect(await store.materials.delete('site-b', 'm1')).toBe(false);
+        expect(await store.materials.findById('site-a', 'a1', 'm1')).not.toBeNull();
+        expect(await store.materials.delete('site-a', 'm1')).toBe(true);
+        expect(await store.materials.delete('site-a', 'm1')).toBe(false);
+        expect(await store.materials.delete('site-a', 'no-such-material')).toBe(false);
+        expect((await store.materials.listByCase('site-a', 'a1')).map((m) => m.id)).toEqual(['m2']);
+      });
+
+      test("deleteByCase deletes that case's materials in that site and returns how many", async () => {
+        await threeCases();
+        await store.materials.create(material('site-a', 'a1', 'm1'));
+        await store.materials.create(material('site-a', 'a1', 'm2'));
+        await store.materials.create(material('site-a', 'a1', 'm3'));
+        await store.materials.create(material('site-a', 'a2', 'x1'));
+        await store.materials.create(material('site-b', 'b1', 'y1'));
+
+        expect(await store.materials.deleteByCase('site-b', 'a1')).toBe(0);
+        expect(await store.materials.deleteByCase('site-a', 'a1')).toBe(3);
+        expect(await store.materials.deleteByCase('site-a', 'a1')).toBe(0);
+        expect(await store.materials.listByCase('site-a', 'a1')).toEqual([]);
+        expect((await store.materials.listByCase('site-a', 'a2')).map((m) => m.id)).toEqual(['x1']);
+        expect((await store.materials.listByCase('site-b', 'b1')).map((m) => m.id)).toEqual(['y1']);
+        // The case itself stays.
+        expect(await store.cases.findById('site-a', 'a1')).not.toBeNull();
+      });
+
+      test('exists is true for a material id in any site, false for an unknown or deleted one', async () => {
+        await threeCases();
+        await store.materials.create(material('site-a', 'a1', 'm1'));
+        await store.materials.create(material('site-b', 'b1', 'm2'));
+        expect(await store.materials.exists('m1')).toBe(true);
+        expect(await store.materials.exists('m2')).toBe(true);
+        expect(await store.materials.exists('no-such-material')).toBe(false);
+        expect(await store.materials.delete('site-a', 'm1')).toBe(true);
+        expect(await store.materials.exists('m1')).toBe(false);
+        expect(await store.cases.delete('site-b', 'b1')).toBe(true);
+        expect(await store.materials.exists('m2')).toBe(false);
+      });
+
+      test('listUnfinished returns queued and converting materials of every site, by createdAt', async () => {
+        await threeCases();
+        await store.materials.create(material('site-a', 'a1', 'q1', { status: 'queued', createdAt: iso(T0 + 3000) }));
+        await store.materials.create(material('site-b', 'b1', 'c1', { status: 'converting', progress: 30, createdAt: iso(T0 + 1000) }));
+        await store.materials.create(material('site-a', 'a2', 'r1', { status: 'ready', progress: 100, createdAt: iso(T0) }));
+        await store.materials.create(material('site-a', 'a1', 'f1', { status: 'failed', error: 'bad file', createdAt: iso(T0 + 500) }));
+        await store.materials.create(material('site-a', 'a2', 'q2', { status: 'queued', createdAt: iso(T0 + 2000) }));
+
+        const unfinished = await store.materials.listUnfinished();
+        expect(unfinished.map((m) => m.id)).toEqual(['c1', 'q2', 'q1']);
+        expect(unfinished[0]).toStrictEqual(material('site-b', 'b1', 'c1', { status: 'converting', progress: 30, createdAt: iso(T0 + 1000) }));
+
+        await store.materials.update('site-b', 'c1', { status: 'ready', progress: 100, updatedAt: iso(T0 + MINUTE) });
+        expect((await store.materials.listUnfinished()).map((m) => m.id)).toEqual(['q2', 'q1']);
+      });
+
+      test('listUnfinished of an empty store is empty', async () => {
+        expect(await store.materials.listUnfinished()).toEqual([]);
       });
     });
 

@@ -36,7 +36,7 @@ export async function startTestServer(
   options: StartOptions & { dataDir?: string } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'cc-test-'));
-  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'debug', SHUTDOWN_GRACE_SECONDS: '1', ...env });
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'debug', SHUTDOWN_GRACE_SECONDS: '1', DEMO_SLIDE: 'false', RETENTION_PURGE_MINUTES: '0', ...env });
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _enc, cb) {

@@ -40,7 +40,7 @@ test('enrol, then log in only with a valid, unused code', async () => {
 
   const user = await t.server.store.users.findByEmail(email);
   // At rest the secret is sealed (AES-256-GCM), never the plain base32 seed.
-  expect(user!.totpSecret).toMatch(/^v1\./);
+  expect(user!.totpSecret).toMatch(/^e1\./);
   expect(user!.totpSecret).not.toContain(secret);
   const chain = await t.server.store.audit.listChain(user!.siteId, 0, 100_000);
   expect(chain.some((r) => r.type === 'auth.mfa.enrol' && r.outcome === 0 && r.actor.userId === user!.id)).toBe(true);

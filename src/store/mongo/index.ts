@@ -1,6 +1,16 @@
 // Production store: MongoDB through mongoose on a private connection, same contract as src/store/sqlite.
 import mongoose, { Schema, type Connection, type Model, type UpdateQuery } from 'mongoose';
 import type { AuditAction, AuditActor, AuditDetails, AuditObject, AuditOutcome, AuditRecord, AuditRepository } from '../../audit/model';
+import type {
+  CaseListFilter,
+  CasePatch,
+  CaseRecord,
+  CaseRepository,
+  MaterialPatch,
+  MaterialRecord,
+  MaterialRepository,
+} from '../../cases/model';
+import type { DataKeyRecord, DataKeyRepository } from '../../crypto/dataKeys';
 import type { SiteRecord, UserRecord } from '../../identity/model';
 import type {
   LockoutRule,
@@ -10,6 +20,7 @@ import type {
   UserPatch,
   UserRepository,
 } from '../../identity/repository';
+import type { CaseStatus, MaterialStatus } from '../../protocol/cases';
 import type { Permissions, Role, SitePolicy } from '../../protocol/identity';
 import { DuplicateKeyError, type Store } from '../types';
 
@@ -237,6 +248,203 @@ function auditFromDoc(d: AuditDoc): AuditRecord {
     prevHash: d.prevHash,
     hash: d.hash,
   };
+}
+
+interface DataKeyDoc {
+  _id: string;
+  owner: string;
+  wrapped: string;
+  kekId: string;
+  createdAt: string;
+}
+
+const dataKeySchema = new Schema<DataKeyDoc>(
+  {
+    _id: { type: String },
+    owner: { type: String },
+    wrapped: { type: String },
+    kekId: { type: String },
+    createdAt: { type: String },
+  },
+  { ...SCHEMA_OPTIONS, collection: 'data_keys' },
+);
+// One key per owner: two nodes creating an owner's first key at once cannot both succeed.
+dataKeySchema.index({ owner: 1 }, { unique: true });
+// Serves listNotWrappedBy and countByKek during a master-key rotation.
+dataKeySchema.index({ kekId: 1 });
+
+function dataKeyFromDoc(d: DataKeyDoc): DataKeyRecord {
+  return { id: d._id, owner: d.owner, wrapped: d.wrapped, kekId: d.kekId, createdAt: d.createdAt };
+}
+
+interface CaseDoc {
+  _id: string;
+  siteId: string;
+  label: string;
+  title: string;
+  clinicalQuestion: string;
+  status: CaseStatus;
+  patientSealed: string | null;
+  createdAt: string;
+  updatedAt: string;
+  createdBy: string | null;
+  updatedBy: string | null;
+}
+
+const caseSchema = new Schema<CaseDoc>(
+  {
+    _id: { type: String },
+    siteId: { type: String },
+    label: { type: String },
+    title: { type: String },
+    clinicalQuestion: { type: String },
+    status: { type: String },
+    patientSealed: { type: String },
+    createdAt: { type: String },
+    updatedAt: { type: String },
+    createdBy: { type: String },
+    updatedBy: { type: String },
+  },
+  { ...SCHEMA_OPTIONS, collection: 'cases' },
+);
+// Every case query is site-scoped; the index also serves list's newest-first order and
+// listCreatedBefore's range (walked backwards).
+caseSchema.index({ siteId: 1, createdAt: -1 });
+
+// As SQLite's column map: only these fields are patchable, never siteId, label or createdAt.
+const CASE_PATCH_KEYS = Object.keys({
+  title: true,
+  clinicalQuestion: true,
+  status: true,
+  patientSealed: true,
+  updatedAt: true,
+  updatedBy: true,
+} satisfies Record<keyof CasePatch, true>) as (keyof CasePatch)[];
+
+function caseFromDoc(d: CaseDoc): CaseRecord {
+  return {
+    id: d._id,
+    siteId: d.siteId,
+    label: d.label,
+    title: d.title,
+    clinicalQuestion: d.clinicalQuestion,
+    status: d.status,
+    patientSealed: d.patientSealed ?? null,
+    createdAt: d.createdAt,
+    updatedAt: d.updatedAt,
+    createdBy: d.createdBy ?? null,
+    updatedBy: d.updatedBy ?? null,
+  };
+}
+
+interface MaterialDoc {
+  _id: string;
+  siteId: string;
+  caseId: string;
+  nameSealed: string;
+  mime: string;
+  sizeBytes: number;
+  sha256: string;
+  status: MaterialStatus;
+  progress: number;
+  width: number | null;
+  height: number | null;
+  tileSize: number;
+  overlap: number;
+  tileFormat: 'jpeg';
+  error: string | null;
+  createdAt: string;
+  updatedAt: string;
+  createdBy: string | null;
+}
+
+const materialSchema = new Schema<MaterialDoc>(
+  {
+    _id: { type: String },
+    siteId: { type: String },
+    caseId: { type: String },
+    nameSealed: { type: String },
+    mime: { type: String },
+    sizeBytes: { type: Number },
+    sha256: { type: String },
+    status: { type: String },
+    progress: { type: Number },
+    width: { type: Number },
+    height: { type: Number },
+    tileSize: { type: Number },
+    overlap: { type: Number },
+    tileFormat: { type: String },
+    error: { type: String },
+    createdAt: { type: String },
+    updatedAt: { type: String },
+    createdBy: { type: String },
+  },
+  { ...SCHEMA_OPTIONS, collection: 'materials' },
+);
+materialSchema.index({ siteId: 1, caseId: 1 });
+// listUnfinished at start-up looks across every site by status.
+materialSchema.index({ status: 1 });
+
+const MATERIAL_PATCH_KEYS = Object.keys({
+  status: true,
+  progress: true,
+  width: true,
+  height: true,
+  error: true,
+  updatedAt: true,
+} satisfies Record<keyof MaterialPatch, true>) as (keyof MaterialPatch)[];
+
+const UNFINISHED_STATUSES: MaterialStatus[] = ['queued', 'converting'];
+
+function materialFromDoc(d: MaterialDoc): MaterialRecord {
+  return {
+    id: d._id,
+    siteId: d.siteId,
+    caseId: d.caseId,
+    nameSealed: d.nameSealed,
+    mime: d.mime,
+    sizeBytes: d.sizeBytes,
+    sha256: d.sha256,
+    status: d.status,
+    progress: d.progress,
+    width: d.width ?? null,
+    height: d.height ?? null,
+    tileSize: d.tileSize,
+    overlap: d.overlap,
+    tileFormat: d.tileFormat,
+    error: d.error ?? null,
+    createdAt: d.createdAt,
+    updatedAt: d.updatedAt,
+    createdBy: d.createdBy ?? null,
+  };
+}
+
+/** The defined fields of `patch` among `keys`, for a $set (undefined leaves a field alone, null clears it). */
+function patchSet<P extends object>(patch: P, keys: readonly (keyof P)[]): Record<string, unknown> {
+  const $set: Record<string, unknown> = {};
+  for (const key of keys) {
+    if (patch[key] !== undefined) $set[key as string] = patch[key];
+  }
+  return $set;
+}
+
+/**
+ * A regex source matching `text` literally, as SQLite's escaped LIKE does: every metacharacter
+ * is escaped, and a NUL (which the server refuses inside a pattern) is written as \x00.
+ */
+function literalPattern(text: string): string {
+  return text.replace(/[\\^$.*+?()[\]{}|\-/#]/g, '\\$&').replace(/\0/g, '\\x00');
+}
+
+/**
+ * Applies SQLite's LIMIT/OFFSET meaning to a query: LIMIT 0 is none (Mongo's limit(0) would
+ * be unbounded), a negative LIMIT is unbounded, a negative OFFSET is 0. Returns false for LIMIT 0.
+ */
+function sqlPage(query: { skip(n: number): unknown; limit(n: number): unknown }, limit: number, offset = 0): boolean {
+  if (limit === 0) return false;
+  if (offset > 0) query.skip(offset);
+  if (limit > 0) query.limit(limit);
+  return true;
 }
 
 class MongoSites implements SiteRepository {
@@ -489,22 +697,224 @@ class MongoAudit implements AuditRepository {
   }
 }
 
+class MongoDataKeys implements DataKeyRepository {
+  constructor(private readonly model: Model<DataKeyDoc>) {}
+
+  async create(r: DataKeyRecord): Promise<void> {
+    try {
+      await this.model.insertOne({ _id: r.id, owner: r.owner, wrapped: r.wrapped, kekId: r.kekId, createdAt: r.createdAt });
+    } catch (err) {
+      // As SQLite, which maps any unique or primary-key conflict here to the owner.
+      if (isDuplicateKey(err)) throw new DuplicateKeyError('data_key.owner');
+      throw err;
+    }
+  }
+
+  async findById(id: string): Promise<DataKeyRecord | null> {
+    const doc = await this.model.findOne({ _id: id }).lean<DataKeyDoc>();
+    return doc ? dataKeyFromDoc(doc) : null;
+  }
+
+  async findByOwner(owner: string): Promise<DataKeyRecord | null> {
+    const doc = await this.model.findOne({ owner }).lean<DataKeyDoc>();
+    return doc ? dataKeyFromDoc(doc) : null;
+  }
+
+  async listNotWrappedBy(kekId: string, limit: number): Promise<DataKeyRecord[]> {
+    const query = this.model.find({ kekId: trusted({ $ne: kekId }) }).sort({ _id: 1 });
+    if (!sqlPage(query, limit)) return [];
+    const docs = await query.lean<DataKeyDoc[]>();
+    return docs.map(dataKeyFromDoc);
+  }
+
+  async rewrap(id: string, fromKekId: string, wrapped: string, toKekId: string): Promise<boolean> {
+    const res = await this.model.updateOne({ _id: id, kekId: fromKekId }, { $set: { wrapped, kekId: toKekId } });
+    // SQLite's changes counts a matched row even when the values are the same, so matched, not modified.
+    return res.matchedCount === 1;
+  }
+
+  async deleteByOwner(owner: string): Promise<boolean> {
+    const res = await this.model.deleteOne({ owner });
+    return res.deletedCount === 1;
+  }
+
+  async countByKek(): Promise<Record<string, number>> {
+    const rows = await this.model.aggregate<{ _id: string; n: number }>([{ $group: { _id: '$kekId', n: { $sum: 1 } } }]);
+    return Object.fromEntries(rows.map((r) => [r._id, r.n]));
+  }
+}
+
+class MongoCases implements CaseRepository {
+  constructor(
+    private readonly model: Model<CaseDoc>,
+    private readonly materials: Model<MaterialDoc>,
+  ) {}
+
+  async create(r: CaseRecord): Promise<void> {
+    // An id collision is a bug and surfaces as is, as it does in SQLite.
+    await this.model.insertOne({
+      _id: r.id,
+      siteId: r.siteId,
+      label: r.label,
+      title: r.title,
+      clinicalQuestion: r.clinicalQuestion,
+      status: r.status,
+      patientSealed: r.patientSealed,
+      createdAt: r.createdAt,
+      updatedAt: r.updatedAt,
+      createdBy: r.createdBy,
+      updatedBy: r.updatedBy,
+    });
+  }
+
+  async findById(siteId: string, id: string): Promise<CaseRecord | null> {
+    const doc = await this.model.findOne({ _id: id, siteId }).lean<CaseDoc>();
+    return doc ? caseFromDoc(doc) : null;
+  }
+
+  async list(siteId: string, f: CaseListFilter): Promise<{ cases: CaseRecord[]; total: number }> {
+    const filter: Record<string, unknown> = { siteId };
+    if (f.status) filter.status = f.status;
+    if (f.q) {
+      // The search text is matched literally (escaped), never read as a pattern.
+      const pattern = literalPattern(f.q);
+      filter.$or = [{ title: trusted({ $regex: pattern, $options: 'i' }) }, { label: trusted({ $regex: pattern, $options: 'i' }) }];
+    }
+    const total = await this.model.countDocuments(filter);
+    const query = this.model.find(filter).sort({ createdAt: -1, _id: -1 });
+    if (!sqlPage(query, f.limit, f.offset)) return { cases: [], total };
+    const docs = await query.lean<CaseDoc[]>();
+    return { cases: docs.map(caseFromDoc), total };
+  }
+
+  async update(siteId: string, id: string, patch: CasePatch): Promise<CaseRecord | null> {
+    const doc = await this.model
+      .findOneAndUpdate({ _id: id, siteId }, { $set: patchSet(patch, CASE_PATCH_KEYS) }, { returnDocument: 'after' })
+      .lean<CaseDoc>();
+    return doc ? caseFromDoc(doc) : null;
+  }
+
+  async delete(siteId: string, id: string): Promise<boolean> {
+    // SQLite cascades the case's materials (ON DELETE CASCADE). Without a transaction the
+    // materials go first, once the case is known to exist in this site: an interrupted delete
+    // leaves the case in place to be deleted again, never materials whose case is gone.
+    const exists = await this.model.exists({ _id: id, siteId });
+    if (!exists) return false;
+    await this.materials.deleteMany({ siteId, caseId: id });
+    const res = await this.model.deleteOne({ _id: id, siteId });
+    if (res.deletedCount !== 1) return false;
+    // A material added while the case was being deleted would have been refused by SQLite's
+    // foreign key; sweep it up now that the case is gone.
+    await this.materials.deleteMany({ siteId, caseId: id });
+    return true;
+  }
+
+  async listCreatedBefore(siteId: string, before: string, limit: number): Promise<CaseRecord[]> {
+    const query = this.model.find({ siteId, createdAt: trusted({ $lt: before }) }).sort({ createdAt: 1, _id: 1 });
+    if (!sqlPage(query, limit)) return [];
+    const docs = await query.lean<CaseDoc[]>();
+    return docs.map(caseFromDoc);
+  }
+}
+
+class MongoMaterials implements MaterialRepository {
+  constructor(private readonly model: Model<MaterialDoc>) {}
+
+  async create(r: MaterialRecord): Promise<void> {
+    await this.model.insertOne({
+      _id: r.id,
+      siteId: r.siteId,
+      caseId: r.caseId,
+      nameSealed: r.nameSealed,
+      mime: r.mime,
+      sizeBytes: r.sizeBytes,
+      sha256: r.sha256,
+      status: r.status,
+      progress: r.progress,
+      width: r.width,
+      height: r.height,
+      tileSize: r.tileSize,
+      overlap: r.overlap,
+      tileFormat: r.tileFormat,
+      error: r.error,
+      createdAt: r.createdAt,
+      updatedAt: r.updatedAt,
+      createdBy: r.createdBy,
+    });
+  }
+
+  async findById(siteId: string, caseId: string, id: string): Promise<MaterialRecord | null> {
+    const doc = await this.model.findOne({ _id: id, siteId, caseId }).lean<MaterialDoc>();
+    return doc ? materialFromDoc(doc) : null;
+  }
+
+  async listByCase(siteId: string, caseId: string): Promise<MaterialRecord[]> {
+    const docs = await this.model.find({ siteId, caseId }).sort({ createdAt: 1, _id: 1 }).lean<MaterialDoc[]>();
+    return docs.map(materialFromDoc);
+  }
+
+  async update(siteId: string, id: string, patch: MaterialPatch): Promise<MaterialRecord | null> {
+    const doc = await this.model
+      .findOneAndUpdate({ _id: id, siteId }, { $set: patchSet(patch, MATERIAL_PATCH_KEYS) }, { returnDocument: 'after' })
+      .lean<MaterialDoc>();
+    return doc ? materialFromDoc(doc) : null;
+  }
+
+  async delete(siteId: string, id: string): Promise<boolean> {
+    const res = await this.model.deleteOne({ _id: id, siteId });
+    return res.deletedCount === 1;
+  }
+
+  async deleteByCase(siteId: string, caseId: string): Promise<number> {
+    const res = await this.model.deleteMany({ siteId, caseId });
+    return res.deletedCount;
+  }
+
+  async exists(id: string): Promise<boolean> {
+    // Any site: the start-up sweep matches files on disk to their records by id alone.
+    return (await this.model.exists({ _id: id })) !== null;
+  }
+
+  async listUnfinished(): Promise<MaterialRecord[]> {
+    // SQLite orders by created_at alone; the id only makes ties deterministic.
+    const docs = await this.model
+      .find({ status: trusted({ $in: UNFINISHED_STATUSES }) })
+      .sort({ createdAt: 1, _id: 1 })
+      .lean<MaterialDoc[]>();
+    return docs.map(materialFromDoc);
+  }
+}
+
 export class MongoStore implements Store {
   readonly kind = 'mongo' as const;
   readonly sites: SiteRepository;
   readonly users: UserRepository;
   readonly sessions: SessionRepository;
   readonly audit: AuditRepository;
+  readonly dataKeys: DataKeyRepository;
+  readonly cases: CaseRepository;
+  readonly materials: MaterialRepository;
   #closed = false;
 
   private constructor(
     private readonly conn: Connection,
-    models: { sites: Model<SiteDoc>; users: Model<UserDoc>; sessions: Model<SessionDoc>; audit: Model<AuditDoc> },
+    models: {
+      sites: Model<SiteDoc>;
+      users: Model<UserDoc>;
+      sessions: Model<SessionDoc>;
+      audit: Model<AuditDoc>;
+      dataKeys: Model<DataKeyDoc>;
+      cases: Model<CaseDoc>;
+      materials: Model<MaterialDoc>;
+    },
   ) {
     this.sites = new MongoSites(models.sites);
     this.users = new MongoUsers(models.users);
     this.sessions = new MongoSessions(models.sessions);
     this.audit = new MongoAudit(models.audit);
+    this.dataKeys = new MongoDataKeys(models.dataKeys);
+    this.cases = new MongoCases(models.cases, models.materials);
+    this.materials = new MongoMaterials(models.materials);
   }
 
   static async connect(uri: string): Promise<MongoStore> {
@@ -523,6 +933,9 @@ export class MongoStore implements Store {
         users: conn.model<UserDoc>('User', userSchema, 'users'),
         sessions: conn.model<SessionDoc>('Session', sessionSchema, 'sessions'),
         audit: conn.model<AuditDoc>('AuditEvent', auditSchema, 'audit_events'),
+        dataKeys: conn.model<DataKeyDoc>('DataKey', dataKeySchema, 'data_keys'),
+        cases: conn.model<CaseDoc>('Case', caseSchema, 'cases'),
+        materials: conn.model<MaterialDoc>('Material', materialSchema, 'materials'),
       };
       const all: { init(): Promise<unknown>; syncIndexes(): Promise<unknown> }[] = Object.values(models);
       for (const model of all) {

@@ -15,7 +15,10 @@ import type {
 } from '../../identity/repository';
 import type { SitePolicy } from '../../protocol/identity';
 import { DuplicateKeyError, type Store } from '../types';
+import { SqliteCases, SqliteDataKeys, SqliteMaterials } from './cases';
 import { migrate } from './migrations';
+import type { CaseRepository, MaterialRepository } from '../../cases/model';
+import type { DataKeyRepository } from '../../crypto/dataKeys';
 
 export function openSqlite(file: string): Database.Database {
   if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
@@ -389,6 +392,9 @@ export class SqliteStore implements Store {
   readonly users: UserRepository;
   readonly sessions: SessionRepository;
   readonly audit: AuditRepository;
+  readonly dataKeys: DataKeyRepository;
+  readonly cases: CaseRepository;
+  readonly materials: MaterialRepository;
   #closed = false;
 
   constructor(readonly db: Database.Database) {
@@ -396,6 +402,9 @@ export class SqliteStore implements Store {
     this.users = new SqliteUsers(db);
     this.sessions = new SqliteSessions(db);
     this.audit = new SqliteAudit(db);
+    this.dataKeys = new SqliteDataKeys(db);
+    this.cases = new SqliteCases(db);
+    this.materials = new SqliteMaterials(db);
   }
 
   static open(file: string): SqliteStore {

@@ -83,6 +83,56 @@ export const MIGRATIONS: Migration[] = [
         BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
     `,
   },
+  {
+    version: 3,
+    name: 'data keys, cases, materials',
+    sql: `
+      CREATE TABLE data_keys (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL UNIQUE,
+        wrapped TEXT NOT NULL,
+        kek_id TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX data_keys_kek ON data_keys(kek_id);
+      CREATE TABLE cases (
+        id TEXT PRIMARY KEY,
+        site_id TEXT NOT NULL REFERENCES sites(id),
+        label TEXT NOT NULL,
+        title TEXT NOT NULL,
+        clinical_question TEXT NOT NULL,
+        status TEXT NOT NULL,
+        patient_sealed TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        created_by TEXT,
+        updated_by TEXT
+      ) STRICT;
+      CREATE INDEX cases_site_created ON cases(site_id, created_at);
+      CREATE TABLE materials (
+        id TEXT PRIMARY KEY,
+        site_id TEXT NOT NULL,
+        case_id TEXT NOT NULL REFERENCES cases(id) ON DELETE CASCADE,
+        name_sealed TEXT NOT NULL,
+        mime TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        status TEXT NOT NULL,
+        progress INTEGER NOT NULL,
+        width INTEGER,
+        height INTEGER,
+        tile_size INTEGER NOT NULL,
+        overlap INTEGER NOT NULL,
+        tile_format TEXT NOT NULL,
+        error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        created_by TEXT
+      ) STRICT;
+      CREATE INDEX materials_case ON materials(site_id, case_id);
+      CREATE INDEX materials_status ON materials(status);
+    `,
+  },
 ];
 
 export function migrate(db: Database.Database): number {
