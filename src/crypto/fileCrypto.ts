@@ -13,7 +13,7 @@ export const CHUNK_BYTES = 1024 * 1024;
 
 function nonceFor(prefix: Buffer, index: number): Buffer {
   const nonce = Buffer.from(prefix);
-  nonce.writeUInt32BE(nonce.readUInt32BE(8) ^ index, 8);
+  nonce.writeUInt32BE((nonce.readUInt32BE(8) ^ index) >>> 0, 8);
   return nonce;
 }
 

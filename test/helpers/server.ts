@@ -10,6 +10,9 @@ import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/observability/logger';
 import { startServer, type RunningServer, type StartOptions } from '../../src/server';
 
+/** Passwords set by demoLogin, by e-mail: a test that restarts a node logs in again with them. */
+export const lastPasswords = new Map<string, string>();
+
 export class FakeClock {
   constructor(private ms = Date.now()) {}
   now = (): Date => new Date(this.ms);
@@ -65,6 +68,7 @@ export async function startTestServer(
       await c.login(account.email, account.oneTimePassword).expect(200);
       await c.post('/api/auth/password', { currentPassword: account.oneTimePassword, newPassword }).expect(200);
       account.oneTimePassword = newPassword;
+      lastPasswords.set(account.email, newPassword);
       return { client: c, email: account.email, password: newPassword };
     },
     close: () => server.close(),
