@@ -2,6 +2,7 @@
 declare module 'autocannon' {
   import type { EventEmitter } from 'node:events';
 
+  namespace autocannon {
   interface Histogram {
     average: number;
     mean: number;
@@ -51,6 +52,8 @@ declare module 'autocannon' {
     on(event: string, listener: (...args: unknown[]) => void): this;
   }
 
-  function autocannon(options: Options): Instance;
+  }
+
+  function autocannon(options: autocannon.Options): autocannon.Instance;
   export = autocannon;
 }

@@ -11,12 +11,13 @@ import { caseRoutes, uploadRoutes } from './cases/routes';
 import { CaseService } from './cases/service';
 import { MaterialStorage } from './cases/storage';
 import { DataKeys } from './crypto/dataKeys';
+import { RetentionService } from './governance/retention';
 import type { KeyRing } from './crypto/keyring';
 import { AppError } from './errors';
 import { createCsrf } from './http/csrf';
 import { errorHandler, notFound } from './http/errors';
 import { memoryLimiters, rateLimitByIp, type LimiterFactory } from './http/rateLimit';
-import { createAuthenticator, createSessionMiddleware, RepositorySessionStore } from './http/session';
+import { createAuthenticator, createSessionMiddleware, RepositorySessionStore, SESSION_COOKIE } from './http/session';
 import { identityRoutes } from './identity/routes';
 import { IdentityService } from './identity/service';
 import { healthRoutes } from './observability/health';
@@ -38,8 +39,10 @@ export type AppConfig = Pick<Config, 'trustProxyHops' | 'sessionAbsoluteMs' | 'p
 };
 
 export const DEFAULT_RATE_LIMITS = {
-  /** Any /api request, per client IP, per minute. */
-  apiPerIpPerMinute: 1200,
+  /** Any /api request, per client IP, per minute (a flood guard: a hospital NAT carries many users). */
+  apiPerIpPerMinute: 30000,
+  /** Tile requests per user per minute (a slide viewer panning fast needs ~100/s). */
+  tilesPerUserPerMinute: 6000,
   /** Login attempts per client IP per minute. */
   loginPerIpPerMinute: 30,
   /** Login attempts per e-mail per minute (the lockout counts failures; this bounds work). */
@@ -59,6 +62,7 @@ export interface App {
   cases: CaseService;
   converter: MaterialConverter;
   dataKeys: DataKeys;
+  retention: RetentionService;
   /** Session middleware, shared with the Socket.IO engine later. */
   sessionMiddleware: RequestHandler;
   draining: boolean;
@@ -91,6 +95,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     });
   });
   const cases = new CaseService(store, audit, dataKeys, storage, converter, config.upload, clock);
+  const retention = new RetentionService(store, audit, cases, logger.child({ module: 'retention' }), clock);
   identity.on('accountLocked', ({ siteId, userId, lockedUntil }) => {
     // Site admins see the lock in the user list and the audit trail; operators see this line.
     logger.warn({ siteId, userId, lockedUntil, alert: 'account_locked' }, 'account locked after repeated failed logins');
@@ -156,6 +161,16 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   api.use(rateLimitByIp(makeLimiter('api-ip', { points: limits.apiPerIpPerMinute, duration: 60 })));
   api.use(cookieParser());
   api.use(sessionMiddleware);
+  api.use((req, _res, next) => {
+    // A session cookie whose session is gone (expired, revoked, logged out elsewhere): say so
+    // before the CSRF check, whose token was bound to that session and would fail confusingly.
+    const stale = req.cookies?.[SESSION_COOKIE] !== undefined && !req.session?.userId;
+    if (stale && req.method !== 'GET' && req.path !== '/auth/login') {
+      next(new AppError('SESSION_EXPIRED'));
+      return;
+    }
+    next();
+  });
   api.use(csrf.protect);
   const caseDeps = {
     cases,
@@ -163,6 +178,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     limiters: {
       upload: makeLimiter('upload-user', { points: limits.uploadsPerUserPerMinute, duration: 60 }),
       write: makeLimiter('case-write-user', { points: limits.caseWritesPerUserPerMinute, duration: 60 }),
+      tiles: makeLimiter('tiles-user', { points: limits.tilesPerUserPerMinute, duration: 60 }),
     },
   };
   // Uploads stream their raw body to disk, so they come before the JSON-only rule and parser.
@@ -212,6 +228,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     cases,
     converter,
     dataKeys,
+    retention,
     sessionMiddleware,
     get draining() {
       return state.draining;

@@ -2,11 +2,9 @@
 // the integration tests, so the tests run the very code path a user starts.
 import type { AddressInfo } from 'node:net';
 import { createApp, type App, type AppConfig } from './app';
-import { demoSlideSource } from './bootstrap/demoSlide';
 import { seedIfEmpty, type DemoAccount } from './bootstrap/firstStart';
 import type { Config } from './config';
 import { KeyRing } from './crypto/keyring';
-import { RetentionService } from './governance/retention';
 import { createDualServer } from './http/server';
 import { loadOrCreateTls } from './http/tls';
 import type { LimiterFactory } from './http/rateLimit';
@@ -52,10 +50,9 @@ export async function startServer(config: Config, logger: Logger, options: Start
         rateLimits: options.rateLimits,
       },
     );
-    await app.cases.recover(logger.child({ module: 'recovery' }), async (m) => (m.width ? demoSlideSource(m.width) : null));
+    await app.cases.recover(logger.child({ module: 'recovery' }), async (m) => (m.width ? { kind: 'demo', size: m.width } : null));
     const demoAccounts = config.demoSeed ? await seedIfEmpty(store, app.identity, app.cases, { demoSlide: config.demoSlide }) : null;
-    const retention = new RetentionService(store, app.audit, app.cases, logger.child({ module: 'retention' }), options.clock);
-    const stopRetention = config.retentionPurgeMs > 0 ? retention.schedule(config.retentionPurgeMs) : () => undefined;
+    const stopRetention = config.retentionPurgeMs > 0 ? app.retention.schedule(config.retentionPurgeMs) : () => undefined;
     const servers = createDualServer(tls, app.handler, config.publicUrl);
     await new Promise<void>((resolve, reject) => {
       servers.tcp.once('error', reject);

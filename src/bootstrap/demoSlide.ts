@@ -2,7 +2,6 @@
 // purple nuclei, drawn once as a 1024 px SVG tile and repeated by libvips across a 20480 x 20480
 // canvas), converted like any upload so a newcomer sees a real deep-zoom image at once.
 import sharp from 'sharp';
-import type { ImageSource } from '../cases/converter';
 
 export const DEMO_SLIDE_SIZE = 20480;
 
@@ -33,14 +32,10 @@ function nucleiTile(size: number, seed: number): string {
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${size}" height="${size}">${shapes.join('')}</svg>`;
 }
 
-export async function demoSlideSource(size = DEMO_SLIDE_SIZE): Promise<ImageSource> {
+/** The libvips pipeline of the demo slide (run in the conversion child process). */
+export async function demoSlidePipeline(size = DEMO_SLIDE_SIZE): Promise<sharp.Sharp> {
   const tile = await sharp(Buffer.from(nucleiTile(1024, 20240611))).png().toBuffer();
-  return {
-    kind: 'pipeline',
-    width: size,
-    height: size,
-    make: () =>
-      sharp({ create: { width: size, height: size, channels: 3, background: { r: 242, g: 208, b: 224 } }, limitInputPixels: false })
-        .composite([{ input: tile, tile: true, blend: 'over' }]),
-  };
+  return sharp({ create: { width: size, height: size, channels: 3, background: { r: 242, g: 208, b: 224 } }, limitInputPixels: false }).composite([
+    { input: tile, tile: true, blend: 'over' },
+  ]);
 }

@@ -4,7 +4,7 @@
 // returned to main.ts, which prints them once to the console (never to the log).
 import type { CaseService } from '../cases/service';
 import type { Role } from '../protocol/identity';
-import { demoSlideSource } from './demoSlide';
+import { DEMO_SLIDE_SIZE } from './demoSlide';
 import type { IdentityService } from '../identity/service';
 import type { Store } from '../store/types';
 
@@ -35,6 +35,6 @@ export async function seedIfEmpty(
     const { oneTimePassword } = await identity.createUser(null, SYSTEM_CONTEXT, { siteId: site.id, ...p });
     accounts.push({ email: p.email, role: p.role, oneTimePassword });
   }
-  await cases.createDemoCase(site.id, options.demoSlide ? await demoSlideSource() : null, 'synthetic-breast-core-HE.svs');
+  await cases.createDemoCase(site.id, options.demoSlide ? { kind: 'demo', size: DEMO_SLIDE_SIZE } : null, 'synthetic-breast-core-HE.svs');
   return accounts;
 }

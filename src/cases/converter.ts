@@ -1,22 +1,22 @@
 // Converts uploaded images into encrypted DeepZoom pyramids, one job at a time (two cores: one
-// conversion keeps the other core for requests). libvips does the work in its own threads
-// (sharp), so the event loop never blocks. Progress is real: tiles written plus tiles encrypted
-// over tiles expected. A crash mid-conversion is resumed at the next start (`recover`).
-import { execFile } from 'node:child_process';
+// conversion keeps the other core for requests). libvips builds the plaintext pyramid in a child
+// process (convertWorker.ts), so the event loop never blocks, shutdown never waits for it and a
+// decoder crash cannot take the server down; this process then encrypts the tiles. Progress is
+// real: tiles written plus tiles encrypted over tiles expected. A crash mid-conversion is resumed
+// at the next start (`CaseService.recover`).
+import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
-import sharp from 'sharp';
 import type { DataKeys } from '../crypto/dataKeys';
 import { encryptStream } from '../crypto/fileCrypto';
 import type { Logger } from '../observability/logger';
 import type { MaterialRecord, MaterialRepository } from './model';
+import type { ConvertReply, ConvertRequest, ConvertSource } from './convertWorker';
 import { MaterialStorage } from './storage';
 
-const run = promisify(execFile);
 export const TILE_SIZE = 256;
 const JPEG_QUALITY = 85;
 /** Share of the progress bar for building the pyramid; the rest is encrypting it. */
@@ -26,7 +26,16 @@ export interface ConversionEvents {
   progress: [{ material: MaterialRecord }];
 }
 
-export type ImageSource = { kind: 'file'; path: string } | { kind: 'pipeline'; make: () => sharp.Sharp; width: number; height: number };
+export type ImageSource = ConvertSource;
+
+/**
+ * The compiled worker. Under the test runner this module is TypeScript in src/, so the worker
+ * is taken from dist/ (the set-up step compiles it before any test runs).
+ */
+function workerScript(): string {
+  if (__filename.endsWith('.js')) return path.join(__dirname, 'convertWorker.js');
+  return path.resolve(__dirname, '../../dist/cases/convertWorker.js');
+}
 
 export function deepZoomLevels(width: number, height: number): number {
   return Math.ceil(Math.log2(Math.max(width, height))) + 1;
@@ -54,26 +63,6 @@ async function countFiles(dir: string): Promise<number> {
   return n;
 }
 
-let vipsCli: Promise<boolean> | null = null;
-/** Debian's libvips-tools (with OpenSlide) reads SVS/NDPI slides that sharp's libvips cannot. */
-function hasVipsCli(): Promise<boolean> {
-  vipsCli ??= run('vips', ['--version']).then(
-    () => true,
-    () => false,
-  );
-  return vipsCli;
-}
-
-async function openSlideReadable(file: string): Promise<boolean> {
-  if (!(await hasVipsCli())) return false;
-  try {
-    const { stdout } = await run('vipsheader', ['-f', 'vips-loader', file]);
-    return stdout.trim().startsWith('openslide');
-  } catch {
-    return false;
-  }
-}
-
 export class ConversionError extends Error {
   override name = 'ConversionError';
 }
@@ -86,6 +75,7 @@ export class MaterialConverter extends EventEmitter<ConversionEvents> {
   #queue: { material: MaterialRecord; source: ImageSource }[] = [];
   #running: Promise<void> | null = null;
   #closed = false;
+  #child: ChildProcess | null = null;
 
   constructor(
     private readonly repo: MaterialRepository,
@@ -118,6 +108,7 @@ export class MaterialConverter extends EventEmitter<ConversionEvents> {
   close(): void {
     this.#closed = true;
     this.#queue = [];
+    this.#child?.kill('SIGKILL');
   }
 
   private checkpoint(): void {
@@ -149,9 +140,9 @@ export class MaterialConverter extends EventEmitter<ConversionEvents> {
       await fsp.mkdir(workDir, { recursive: true, mode: 0o700 });
       material = await this.setProgress(material, { status: 'converting', progress: 0 });
 
-      const { width, height, build } = await this.plan(source, path.join(workDir, 'slide'));
-      material = await this.setProgress(material, { width, height });
-      const expected = expectedTiles(width, height, material.tileSize);
+      let expected = 1;
+      let width = 0;
+      let height = 0;
       const tilesDir = path.join(workDir, 'slide_files');
       let lastReported = 0;
       const report = async (done: number, share: number, offset: number) => {
@@ -165,7 +156,12 @@ export class MaterialConverter extends EventEmitter<ConversionEvents> {
         countFiles(tilesDir).then((n) => report(n, BUILD_SHARE, 0), () => undefined);
       }, 250);
       try {
-        await build();
+        await this.build({ source, outBase: path.join(workDir, 'slide'), tileSize: material.tileSize, quality: JPEG_QUALITY }, async (w, h) => {
+          width = w;
+          height = h;
+          expected = expectedTiles(w, h, material.tileSize);
+          material = await this.setProgress(material, { width, height });
+        });
       } finally {
         clearInterval(poll);
       }
@@ -207,45 +203,31 @@ export class MaterialConverter extends EventEmitter<ConversionEvents> {
     }
   }
 
-  /** Reads the image's size and returns the step that writes the plaintext pyramid. */
-  private async plan(source: ImageSource, outBase: string): Promise<{ width: number; height: number; build: () => Promise<void> }> {
-    if (source.kind === 'pipeline') {
-      return {
-        width: source.width,
-        height: source.height,
-        build: async () => {
-          await source.make().jpeg({ quality: JPEG_QUALITY }).tile({ size: TILE_SIZE, overlap: 0, layout: 'dz' }).toFile(outBase);
-        },
-      };
-    }
-    if (await openSlideReadable(source.path)) {
-      const { stdout } = await run('vipsheader', ['-f', 'width', source.path]);
-      const { stdout: h } = await run('vipsheader', ['-f', 'height', source.path]);
-      return {
-        width: Number(stdout.trim()),
-        height: Number(h.trim()),
-        build: async () => {
-          await run('vips', ['dzsave', source.path, outBase, '--tile-size', String(TILE_SIZE), '--overlap', '0', '--suffix', `.jpeg[Q=${JPEG_QUALITY}]`], { maxBuffer: 1 << 20 });
-        },
-      };
-    }
-    const input = () => sharp(source.path, { limitInputPixels: false, failOn: 'error' });
-    let meta: sharp.Metadata;
-    try {
-      meta = await input().metadata();
-    } catch {
-      throw new ConversionError('The file could not be read as an image (it may be damaged, or a slide format that needs libvips-tools with OpenSlide).');
-    }
-    if (!meta.width || !meta.height) throw new ConversionError('The image has no dimensions.');
-    const rotated = meta.orientation !== undefined && meta.orientation >= 5;
-    const width = rotated ? meta.height : meta.width;
-    const height = rotated ? meta.width : meta.height;
-    return {
-      width,
-      height,
-      build: async () => {
-        await input().autoOrient().flatten({ background: '#ffffff' }).jpeg({ quality: JPEG_QUALITY }).tile({ size: TILE_SIZE, overlap: 0, layout: 'dz' }).toFile(outBase);
-      },
-    };
+  /** Runs the child process for one pyramid; `onSize` gets the image size as soon as it is known. */
+  private build(request: ConvertRequest, onSize: (width: number, height: number) => Promise<void>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const child = fork(workerScript(), [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'json' });
+      this.#child = child;
+      let stderr = '';
+      let outcome: ConvertReply | null = null;
+      let sizing: Promise<void> = Promise.resolve();
+      child.stderr?.on('data', (d) => (stderr = (stderr + d).slice(-2000)));
+      child.on('message', (reply: ConvertReply) => {
+        if (reply.type === 'size') sizing = onSize(reply.width, reply.height);
+        else outcome = reply;
+      });
+      child.once('error', reject);
+      child.once('close', (code, signal) => {
+        this.#child = null;
+        const result = outcome as ConvertReply | null;
+        sizing.then(() => {
+          if (this.#closed) reject(new InterruptedError());
+          else if (result?.type === 'done') resolve();
+          else if (result?.type === 'error') reject(new ConversionError('The file could not be read as an image (it may be damaged, or a slide format that needs libvips-tools with OpenSlide).'));
+          else reject(new Error(`conversion process ended (${signal ?? code}): ${stderr.trim().slice(-300)}`));
+        }, reject);
+      });
+      child.send(request);
+    });
   }
 }

@@ -22,7 +22,7 @@ import type { CaseService } from './service';
 export interface CaseRouteDeps {
   cases: CaseService;
   auth: (options?: AuthOptions) => RequestHandler;
-  limiters: { upload: RateLimiterAbstract; write: RateLimiterAbstract };
+  limiters: { upload: RateLimiterAbstract; write: RateLimiterAbstract; tiles: RateLimiterAbstract };
 }
 
 /** Mounted before the JSON body parser: streams the request body to disk. */
@@ -119,6 +119,7 @@ export function caseRoutes(deps: CaseRouteDeps): Router {
   });
   router.get('/cases/:caseId/materials/:materialId/slide_files/:level/:tile', auth(), (req, res, next) => {
     (async () => {
+      await consume(limiters.tiles, req.actor!.userId, res);
       const params = parseInput(tileParams, { ...req.params });
       const tile = await cases.readTile(req.actor!, params.caseId, params.materialId, params.level, params.tile);
       // No ETag: a cache validator would let a revoked user learn that a tile is unchanged.

@@ -217,7 +217,7 @@ export class CaseService {
     await this.store.cases.create(record);
     const system = { userId: null, role: 'system', ip: null, userAgent: 'first-start' };
     await this.audit.record({ siteId, type: 'case.create', action: 'C', actor: system, objects: [{ type: 'case', id }], details: { demo: true } });
-    if (slide && slide.kind === 'pipeline') {
+    if (slide && slide.kind === 'demo') {
       const materialId = newId();
       const material: MaterialRecord = {
         id: materialId,
@@ -230,8 +230,8 @@ export class CaseService {
         sha256: '',
         status: 'queued',
         progress: 0,
-        width: slide.width,
-        height: slide.height,
+        width: slide.size,
+        height: slide.size,
         tileSize: TILE_SIZE,
         overlap: 0,
         tileFormat: 'jpeg',

@@ -156,12 +156,12 @@ export class PendingResponse implements PromiseLike<request.Response> {
 }
 
 /** Polls until `check` returns a truthy value, failing with `reason` after `timeoutMs`. */
-export async function waitFor<T>(check: () => T | Promise<T>, reason: string, timeoutMs = 10_000): Promise<T> {
+export async function waitFor<T>(check: () => T | Promise<T>, reason: string, timeoutMs = 10_000, intervalMs = 20): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
     if (value) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting: ${reason}`);
-    await delay(20);
+    await delay(intervalMs);
   }
 }
