@@ -86,7 +86,8 @@ async function main(): Promise<void> {
   const server = await startServer({ ...config, publicUrl: 'https://127.0.0.1:0' }, createLogger('silent'), {
     // The default budget (1200 API requests per IP per minute) would answer 429 within the first
     // second of a load test from one address; a deployment behind a reverse proxy counts per client.
-    rateLimits: { apiPerIpPerMinute: 1_000_000_000, loginPerIpPerMinute: 1000, loginPerAccountPerMinute: 1000 },
+    // Likewise the per-user tile budget (6000 a minute): the bench is one user at hundreds of tiles a second.
+    rateLimits: { apiPerIpPerMinute: 1_000_000_000, tilesPerUserPerMinute: 1_000_000_000, loginPerIpPerMinute: 1000, loginPerAccountPerMinute: 1000 },
   });
 
   const tlsDir = path.join(dataDir, 'tls');

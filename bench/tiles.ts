@@ -154,6 +154,40 @@ function systemCpuMicros(): { busy: number; iowait: number; steal: number; idle:
   }
 }
 
+/** CPU ticks of every process on the machine (kernel threads included), by pid; empty off Linux. */
+function processTicks(): Map<number, { comm: string; ticks: number; ppid: number }> {
+  const table = new Map<number, { comm: string; ticks: number; ppid: number }>();
+  let pids: string[] = [];
+  try {
+    pids = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return table;
+  }
+  for (const pid of pids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      table.set(Number(pid), { comm, ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return table;
+}
+
+/** The processes (outside `exclude` and their children) that used the most CPU between two tables, in cores. */
+function topOthers(before: Map<number, { ticks: number }>, after: Map<number, { comm: string; ticks: number; ppid: number }>, exclude: number[], wallUs: number) {
+  const excluded = new Set(exclude);
+  const others: { pid: number; comm: string; cores: number }[] = [];
+  for (const [pid, p] of after) {
+    if (excluded.has(pid) || excluded.has(p.ppid)) continue;
+    const ticks = p.ticks - (before.get(pid)?.ticks ?? 0);
+    if (ticks > 0) others.push({ pid, comm: p.comm, cores: (ticks * 1_000_000) / CLK_TCK / wallUs });
+  }
+  return others.sort((a, b) => b.cores - a.cores).slice(0, 5);
+}
+
 /** CPU time (user + system, all threads) of a process and its direct children, in µs; null off Linux. */
 function cpuMicros(pid: number): number | null {
   try {
@@ -271,6 +305,8 @@ interface LoadResult {
   machineCores: { busy: number; iowait: number; steal: number } | null;
   /** Busy cores not accounted for by the server and autocannon: other processes (and loopback softirq). */
   otherLoadCores: number | null;
+  /** The other processes that used the most CPU during the run (kernel threads included). */
+  topOtherProcesses: { pid: number; comm: string; cores: number }[];
   durationS: number;
 }
 
@@ -313,6 +349,7 @@ async function load(
   const elu0 = elu ? await elu() : null;
   const server0 = cpuMicros(serverPid);
   const machine0 = systemCpuMicros();
+  const procs0 = processTicks();
   const client0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   const run = autocannon(options(DURATION_S));
@@ -329,6 +366,7 @@ async function load(
   const wallUs = Number(process.hrtime.bigint() - t0) / 1000;
   const server1 = cpuMicros(serverPid);
   const machine1 = systemCpuMicros();
+  const procs1 = processTicks();
   const client = process.cpuUsage(client0);
   const elu1 = elu ? await elu() : null;
   await profile?.stop();
@@ -359,6 +397,7 @@ async function load(
         : null,
     otherLoadCores:
       machine0 && machine1 && serverCpu !== null ? (machine1.busy - machine0.busy - serverCpu - client.user - client.system) / wallUs : null,
+    topOtherProcesses: topOthers(procs0, procs1, [process.pid, serverPid], wallUs),
     durationS: result.duration,
   };
 }
@@ -579,7 +618,9 @@ async function main(): Promise<void> {
     const noisy = results.filter((r) => (r.otherLoadCores ?? 0) > 0.3);
     if (noisy.length) {
       console.log(
-        `WARNING: other processes used the CPU during ${noisy.map((r) => `${r.target.split(' ')[0]} (${fmt(r.otherLoadCores, 2)} cores)`).join(', ')}; ` +
+        `WARNING: other processes used the CPU during ${noisy
+          .map((r) => `${r.target.split(' ')[0]} (${fmt(r.otherLoadCores, 2)} cores: ${r.topOtherProcesses.slice(0, 3).map((p) => `${p.comm} ${fmt(p.cores, 2)}`).join(', ')})`)
+          .join('; ')}; ` +
           'these numbers are not comparable. Re-run on a quiet machine.',
       );
     }

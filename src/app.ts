@@ -7,7 +7,8 @@ import { pinoHttp } from 'pino-http';
 import type { Config } from './config';
 import { AuditService } from './audit/service';
 import { MaterialConverter } from './cases/converter';
-import { caseRoutes, uploadRoutes } from './cases/routes';
+import { caseRoutes, transferRoutes, uploadRoutes } from './cases/routes';
+import { TransferService } from './cases/transfers';
 import { CaseService } from './cases/service';
 import { MaterialStorage } from './cases/storage';
 import { DataKeys } from './crypto/dataKeys';
@@ -63,6 +64,7 @@ export interface App {
   converter: MaterialConverter;
   dataKeys: DataKeys;
   retention: RetentionService;
+  transfers: TransferService;
   /** Session middleware, shared with the Socket.IO engine later. */
   sessionMiddleware: RequestHandler;
   draining: boolean;
@@ -95,6 +97,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     });
   });
   const cases = new CaseService(store, audit, dataKeys, storage, converter, config.upload, clock);
+  const transfers = new TransferService(store, audit, dataKeys, storage, logger.child({ module: 'transfers' }), clock);
   const retention = new RetentionService(store, audit, cases, logger.child({ module: 'retention' }), clock);
   identity.on('accountLocked', ({ siteId, userId, lockedUntil }) => {
     // Site admins see the lock in the user list and the audit trail; operators see this line.
@@ -174,6 +177,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   api.use(csrf.protect);
   const caseDeps = {
     cases,
+    transfers,
     auth,
     limiters: {
       upload: makeLimiter('upload-user', { points: limits.uploadsPerUserPerMinute, duration: 60 }),
@@ -208,6 +212,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     }),
   );
   api.use(caseRoutes(caseDeps));
+  api.use(transferRoutes(caseDeps));
   api.use(notFound);
   app.use('/api', api);
   app.use(notFound);
@@ -229,6 +234,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     converter,
     dataKeys,
     retention,
+    transfers,
     sessionMiddleware,
     get draining() {
       return state.draining;

@@ -79,3 +79,50 @@ export interface MaterialRepository {
   /** Every material, any site, still queued or converting: resumed or cleaned at start-up. */
   listUnfinished(): Promise<MaterialRecord[]>;
 }
+
+export type TransferStatus = 'pending' | 'accepted' | 'refused';
+
+export interface TransferRecord {
+  id: string;
+  fromSiteId: string;
+  toSiteId: string;
+  caseId: string;
+  /** The sender's case title at the time of sending (what the inbox shows). */
+  title: string;
+  note: string;
+  status: TransferStatus;
+  /** The receiving site's new case, once accepted. */
+  receivedCaseId: string | null;
+  createdAt: string;
+  createdBy: string;
+  decidedAt: string | null;
+  decidedBy: string | null;
+}
+
+/** "Site `receiverSiteId` agrees to receive studies from site `senderSiteId`." */
+export interface TransferAgreement {
+  receiverSiteId: string;
+  senderSiteId: string;
+  createdAt: string;
+  createdBy: string;
+}
+
+export interface TransferRepository {
+  create(record: TransferRecord): Promise<void>;
+  /** A transfer visible to a site: as sender or as receiver. */
+  findForSite(siteId: string, id: string): Promise<TransferRecord | null>;
+  listInbox(toSiteId: string): Promise<TransferRecord[]>;
+  listOutbox(fromSiteId: string): Promise<TransferRecord[]>;
+  /** Decides a pending transfer (compare-and-swap on status); returns the record or null if not pending. */
+  decide(toSiteId: string, id: string, decision: { status: 'accepted' | 'refused'; receivedCaseId: string | null; decidedAt: string; decidedBy: string }): Promise<TransferRecord | null>;
+  /** Retention: transfers that reference a case of this site as sender. */
+  deleteByCase(fromSiteId: string, caseId: string): Promise<number>;
+
+  putAgreement(agreement: TransferAgreement): Promise<void>;
+  deleteAgreement(receiverSiteId: string, senderSiteId: string): Promise<boolean>;
+  hasAgreement(receiverSiteId: string, senderSiteId: string): Promise<boolean>;
+  /** Sites that `receiverSiteId` accepts from. */
+  listSenders(receiverSiteId: string): Promise<TransferAgreement[]>;
+  /** Sites that accept from `senderSiteId`. */
+  listReceivers(senderSiteId: string): Promise<TransferAgreement[]>;
+}

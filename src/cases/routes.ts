@@ -16,11 +16,17 @@ import {
   tileParams,
   updateCaseSchema,
   uploadQuerySchema,
+  refuseTransferSchema,
+  sendTransferSchema,
+  siteIdParams,
+  transferIdParams,
 } from '../protocol/cases';
 import type { CaseService } from './service';
+import type { TransferService } from './transfers';
 
 export interface CaseRouteDeps {
   cases: CaseService;
+  transfers: TransferService;
   auth: (options?: AuthOptions) => RequestHandler;
   limiters: { upload: RateLimiterAbstract; write: RateLimiterAbstract; tiles: RateLimiterAbstract };
 }
@@ -146,5 +152,62 @@ export function caseRoutes(deps: CaseRouteDeps): Router {
       next(err);
     });
   });
+  return router;
+}
+
+export function transferRoutes(deps: CaseRouteDeps): Router {
+  const { transfers, auth, limiters } = deps;
+  const router = Router();
+  const write = (req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1]) => consume(limiters.write, req.actor!.userId, res);
+
+  router.get('/transfer-partners', auth(), route({}, async ({ req }) => transfers.partners(req.actor!)));
+  router.put(
+    '/admin/transfer-partners/:siteId',
+    auth(),
+    route({ params: siteIdParams }, async ({ req, res, params }) => {
+      await write(req, res);
+      await transfers.agree(req.actor!, requestContext(req), params.siteId);
+      return undefined;
+    }),
+  );
+  router.delete(
+    '/admin/transfer-partners/:siteId',
+    auth(),
+    route({ params: siteIdParams }, async ({ req, res, params }) => {
+      await write(req, res);
+      await transfers.revoke(req.actor!, requestContext(req), params.siteId);
+      return undefined;
+    }),
+  );
+  router.post(
+    '/cases/:caseId/transfers',
+    auth(),
+    route(
+      { params: caseIdParams, body: sendTransferSchema },
+      async ({ req, res, params, body }) => {
+        await write(req, res);
+        return { transfer: await transfers.send(req.actor!, requestContext(req), params.caseId, body) };
+      },
+      201,
+    ),
+  );
+  router.get('/transfers/inbox', auth(), route({}, async ({ req }) => ({ transfers: await transfers.inbox(req.actor!) })));
+  router.get('/transfers/outbox', auth(), route({}, async ({ req }) => ({ transfers: await transfers.outbox(req.actor!) })));
+  router.post(
+    '/transfers/:transferId/accept',
+    auth(),
+    route({ params: transferIdParams }, async ({ req, res, params }) => {
+      await write(req, res);
+      return { transfer: await transfers.accept(req.actor!, requestContext(req), params.transferId) };
+    }),
+  );
+  router.post(
+    '/transfers/:transferId/refuse',
+    auth(),
+    route({ params: transferIdParams, body: refuseTransferSchema }, async ({ req, res, params, body }) => {
+      await write(req, res);
+      return { transfer: await transfers.refuse(req.actor!, requestContext(req), params.transferId, body.reason) };
+    }),
+  );
   return router;
 }

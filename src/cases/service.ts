@@ -186,6 +186,7 @@ export class CaseService {
   async deleteCaseData(record: CaseRecord): Promise<number> {
     const materials = await this.store.materials.listByCase(record.siteId, record.id);
     await this.store.materials.deleteByCase(record.siteId, record.id);
+    await this.store.transfers.deleteByCase(record.siteId, record.id);
     await this.store.cases.delete(record.siteId, record.id);
     for (const m of materials) await this.storage.remove(m.id);
     // Crypto-shredding: copies of the ciphertext anywhere (backups) become unreadable.

@@ -51,6 +51,10 @@ export const ACTIONS = {
   'material.view': { roles: ANY },
   'material.download': { roles: ANY, permission: 'canDownload' },
   'material.delete': { roles: ANY, permission: 'canDelete' },
+  // Which sites this site accepts studies from is the site admin's decision.
+  'site.manageTransfers': { roles: ADMIN },
+  'transfer.list': { roles: ANY, permission: 'transferStudy' },
+  'transfer.decide': { roles: ANY, permission: 'transferStudy' },
 } as const satisfies Record<string, Rule>;
 
 export type Action = keyof typeof ACTIONS;

@@ -90,3 +90,25 @@ export interface PublicMaterial {
   /** DeepZoom descriptor URL (authorised) once ready. */
   dziUrl: string | null;
 }
+
+export const siteIdParams = z.strictObject({ siteId: z.string().regex(/^[A-Za-z0-9_-]{22}$/) });
+export const transferIdParams = z.strictObject({ transferId: z.string().regex(/^[A-Za-z0-9_-]{22}$/) });
+export const sendTransferSchema = z.strictObject({
+  toSiteId: z.string().regex(/^[A-Za-z0-9_-]{22}$/),
+  note: z.string().trim().max(2000).default(''),
+});
+export const refuseTransferSchema = z.strictObject({ reason: z.string().trim().max(2000).default('') });
+
+export interface PublicTransfer {
+  id: string;
+  fromSite: { id: string; name: string };
+  toSite: { id: string; name: string };
+  /** The sender's case id (meaningful to the sending site only). */
+  caseId: string;
+  title: string;
+  note: string;
+  status: 'pending' | 'accepted' | 'refused';
+  receivedCaseId: string | null;
+  createdAt: string;
+  decidedAt: string | null;
+}

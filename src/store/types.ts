@@ -1,7 +1,7 @@
 // What the composition root receives: one object holding every repository, chosen by
 // createStore (src/store/index.ts): MongoDB when MONGODB_URI is set, else embedded SQLite.
 import type { AuditRepository } from '../audit/model';
-import type { CaseRepository, MaterialRepository } from '../cases/model';
+import type { CaseRepository, MaterialRepository, TransferRepository } from '../cases/model';
 import type { DataKeyRepository } from '../crypto/dataKeys';
 import type { SessionRepository, SiteRepository, UserRepository } from '../identity/repository';
 
@@ -14,6 +14,7 @@ export interface Store {
   readonly dataKeys: DataKeyRepository;
   readonly cases: CaseRepository;
   readonly materials: MaterialRepository;
+  readonly transfers: TransferRepository;
   /** True while the store can serve requests (used by /readyz). */
   ping(): Promise<boolean>;
   close(): Promise<void>;

@@ -5,7 +5,7 @@
 import { hashRecord } from '../../src/audit/chain';
 import { GENESIS_HASH, SYSTEM_CHAIN, type AuditRecord } from '../../src/audit/model';
 import { ANONYMOUS_ACTOR, AuditService } from '../../src/audit/service';
-import type { CaseListFilter, CaseRecord, MaterialRecord } from '../../src/cases/model';
+import type { CaseListFilter, CaseRecord, MaterialRecord, TransferAgreement, TransferRecord } from '../../src/cases/model';
 import type { DataKeyRecord } from '../../src/crypto/dataKeys';
 import { DEFAULT_POLICY, NO_PERMISSIONS, type SiteRecord, type UserRecord } from '../../src/identity/model';
 import type { LockoutRule, SessionRecord } from '../../src/identity/repository';
@@ -101,6 +101,28 @@ function material(siteId: string, caseId: string, id: string, overrides: Partial
     createdBy: 'uploader-id',
     ...overrides,
   };
+}
+
+function transfer(fromSiteId: string, toSiteId: string, id: string, overrides: Partial<TransferRecord> = {}): TransferRecord {
+  return {
+    id,
+    fromSiteId,
+    toSiteId,
+    caseId: `case-of-${id}`,
+    title: `Case sent as ${id}`,
+    note: '',
+    status: 'pending',
+    receivedCaseId: null,
+    createdAt: iso(T0),
+    createdBy: 'sender-user',
+    decidedAt: null,
+    decidedBy: null,
+    ...overrides,
+  };
+}
+
+function agreement(receiverSiteId: string, senderSiteId: string, overrides: Partial<TransferAgreement> = {}): TransferAgreement {
+  return { receiverSiteId, senderSiteId, createdAt: iso(T0), createdBy: 'admin-user', ...overrides };
 }
 
 /** A valid chain record built on `head`, as AuditService would build it. */
@@ -966,6 +988,159 @@ export function describeStoreContract(name: string, open: () => Promise<Store>):
 
       test('listUnfinished of an empty store is empty', async () => {
         expect(await store.materials.listUnfinished()).toEqual([]);
+      });
+    });
+
+    describe('transfers', () => {
+      const ids = (list: TransferRecord[]) => list.map((t) => t.id);
+
+      /** Sites 'site-a', 'site-b' and 'site-c' (transfer agreements reference sites). */
+      async function threeSites(): Promise<void> {
+        await twoSites();
+        await store.sites.create(site('site-c'));
+      }
+
+      test('create + findForSite round-trips every field for the sender and the receiver; a third site or an unknown id is null', async () => {
+        const pending = transfer('site-a', 'site-b', 't1', { title: 'Biopsie du sein gauche', note: 'Avis SVP\nMerci' });
+        const decided = transfer('site-a', 'site-b', 't2', {
+          status: 'accepted',
+          receivedCaseId: 'received-case',
+          decidedAt: iso(T0 + MINUTE),
+          decidedBy: 'receiver-user',
+        });
+        await store.transfers.create(pending);
+        await store.transfers.create(decided);
+        expect(await store.transfers.findForSite('site-a', 't1')).toStrictEqual(pending);
+        expect(await store.transfers.findForSite('site-b', 't1')).toStrictEqual(pending);
+        expect(await store.transfers.findForSite('site-b', 't2')).toStrictEqual(decided);
+        expect(await store.transfers.findForSite('site-c', 't1')).toBeNull();
+        expect(await store.transfers.findForSite('site-a', 'no-such-transfer')).toBeNull();
+      });
+
+      test('listInbox and listOutbox: only that site as receiver or sender, newest first by createdAt then id descending', async () => {
+        await store.transfers.create(transfer('site-a', 'site-b', 't1', { createdAt: iso(T0) }));
+        await store.transfers.create(transfer('site-a', 'site-b', 't3', { createdAt: iso(T0 + 2000) }));
+        await store.transfers.create(transfer('site-a', 'site-b', 't2', { createdAt: iso(T0 + 1000) }));
+        await store.transfers.create(transfer('site-a', 'site-b', 't4', { createdAt: iso(T0 + 1000) }));
+        await store.transfers.create(transfer('site-c', 'site-b', 'c1', { createdAt: iso(T0 + 500) }));
+        await store.transfers.create(transfer('site-b', 'site-a', 'b1', { createdAt: iso(T0 + 5000) }));
+
+        const inbox = await store.transfers.listInbox('site-b');
+        expect(ids(inbox)).toEqual(['t3', 't4', 't2', 'c1', 't1']);
+        expect(inbox[0]).toStrictEqual(transfer('site-a', 'site-b', 't3', { createdAt: iso(T0 + 2000) }));
+        expect(ids(await store.transfers.listOutbox('site-a'))).toEqual(['t3', 't4', 't2', 't1']);
+        expect(ids(await store.transfers.listInbox('site-a'))).toEqual(['b1']);
+        expect(ids(await store.transfers.listOutbox('site-b'))).toEqual(['b1']);
+        expect(ids(await store.transfers.listOutbox('site-c'))).toEqual(['c1']);
+        expect(await store.transfers.listInbox('site-c')).toEqual([]);
+        expect(await store.transfers.listOutbox('no-such-site')).toEqual([]);
+      });
+
+      test('decide accepts a pending transfer once (compare-and-swap); a second decide or the wrong receiver is null and changes nothing', async () => {
+        const t = transfer('site-a', 'site-b', 't1');
+        const other = transfer('site-a', 'site-b', 't2');
+        await store.transfers.create(t);
+        await store.transfers.create(other);
+
+        // Only the receiver decides: neither the sender nor a third site can.
+        const accept = { status: 'accepted' as const, receivedCaseId: 'received-case', decidedAt: iso(T0 + MINUTE), decidedBy: 'receiver-user' };
+        expect(await store.transfers.decide('site-a', 't1', accept)).toBeNull();
+        expect(await store.transfers.decide('site-c', 't1', accept)).toBeNull();
+        expect(await store.transfers.findForSite('site-b', 't1')).toStrictEqual(t);
+
+        const accepted: TransferRecord = { ...t, ...accept };
+        expect(await store.transfers.decide('site-b', 't1', accept)).toStrictEqual(accepted);
+        expect(await store.transfers.findForSite('site-a', 't1')).toStrictEqual(accepted);
+
+        const again = { status: 'refused' as const, receivedCaseId: null, decidedAt: iso(T0 + 2 * MINUTE), decidedBy: 'someone-else' };
+        expect(await store.transfers.decide('site-b', 't1', again)).toBeNull();
+        expect(await store.transfers.decide('site-b', 't1', accept)).toBeNull();
+        expect(await store.transfers.findForSite('site-b', 't1')).toStrictEqual(accepted);
+        expect(await store.transfers.decide('site-b', 'no-such-transfer', accept)).toBeNull();
+        // The other transfer is untouched.
+        expect(await store.transfers.findForSite('site-b', 't2')).toStrictEqual(other);
+      });
+
+      test('decide can refuse: no received case, and the refusal is final', async () => {
+        const t = transfer('site-a', 'site-b', 't1');
+        await store.transfers.create(t);
+        const refuse = { status: 'refused' as const, receivedCaseId: null, decidedAt: iso(T0 + MINUTE), decidedBy: 'receiver-user' };
+        const refused: TransferRecord = { ...t, ...refuse };
+        expect(await store.transfers.decide('site-b', 't1', refuse)).toStrictEqual(refused);
+        expect(await store.transfers.findForSite('site-b', 't1')).toStrictEqual(refused);
+        const accept = { status: 'accepted' as const, receivedCaseId: 'received-case', decidedAt: iso(T0 + 2 * MINUTE), decidedBy: 'receiver-user' };
+        expect(await store.transfers.decide('site-b', 't1', accept)).toBeNull();
+        expect(await store.transfers.findForSite('site-a', 't1')).toStrictEqual(refused);
+      });
+
+      test("deleteByCase deletes the sender's transfers of that case, returns how many, and is scoped by the sending site", async () => {
+        await store.transfers.create(transfer('site-a', 'site-b', 't1', { caseId: 'a1' }));
+        await store.transfers.create(transfer('site-a', 'site-c', 't2', { caseId: 'a1', status: 'accepted', receivedCaseId: 'c-new', decidedAt: iso(T0), decidedBy: 'u' }));
+        await store.transfers.create(transfer('site-a', 'site-b', 't3', { caseId: 'a2' }));
+        // The same case id at another sender, and a transfer received by site-a, are not site-a's to delete.
+        await store.transfers.create(transfer('site-c', 'site-b', 't4', { caseId: 'a1' }));
+        await store.transfers.create(transfer('site-b', 'site-a', 't5', { caseId: 'a1' }));
+
+        expect(await store.transfers.deleteByCase('site-b', 'no-such-case')).toBe(0);
+        expect(await store.transfers.deleteByCase('site-a', 'a1')).toBe(2);
+        expect(await store.transfers.deleteByCase('site-a', 'a1')).toBe(0);
+        expect(ids(await store.transfers.listOutbox('site-a'))).toEqual(['t3']);
+        expect(await store.transfers.findForSite('site-b', 't1')).toBeNull();
+        expect(await store.transfers.findForSite('site-c', 't2')).toBeNull();
+        expect(await store.transfers.findForSite('site-c', 't4')).not.toBeNull();
+        expect(await store.transfers.findForSite('site-a', 't5')).not.toBeNull();
+      });
+
+      test('putAgreement is idempotent: a second put keeps the first createdAt and createdBy', async () => {
+        await threeSites();
+        const first = agreement('site-a', 'site-b', { createdAt: iso(T0), createdBy: 'first-admin' });
+        await store.transfers.putAgreement(first);
+        await expect(store.transfers.putAgreement(agreement('site-a', 'site-b', { createdAt: iso(T0 + MINUTE), createdBy: 'second-admin' }))).resolves.toBeUndefined();
+        expect(await store.transfers.listSenders('site-a')).toStrictEqual([first]);
+        expect(await store.transfers.listReceivers('site-b')).toStrictEqual([first]);
+      });
+
+      test('hasAgreement is directional: A accepting from B does not mean B accepts from A', async () => {
+        await threeSites();
+        await store.transfers.putAgreement(agreement('site-a', 'site-b'));
+        expect(await store.transfers.hasAgreement('site-a', 'site-b')).toBe(true);
+        expect(await store.transfers.hasAgreement('site-b', 'site-a')).toBe(false);
+        expect(await store.transfers.hasAgreement('site-a', 'site-c')).toBe(false);
+        expect(await store.transfers.hasAgreement('site-a', 'site-a')).toBe(false);
+        expect(await store.transfers.hasAgreement('no-such-site', 'site-b')).toBe(false);
+      });
+
+      test('listSenders and listReceivers list the agreements of that side only, by createdAt', async () => {
+        await threeSites();
+        const aFromB = agreement('site-a', 'site-b', { createdAt: iso(T0 + 2000) });
+        const aFromC = agreement('site-a', 'site-c', { createdAt: iso(T0 + 1000) });
+        const cFromB = agreement('site-c', 'site-b', { createdAt: iso(T0 + 3000) });
+        const bFromA = agreement('site-b', 'site-a', { createdAt: iso(T0) });
+        for (const a of [aFromB, aFromC, cFromB, bFromA]) await store.transfers.putAgreement(a);
+
+        expect(await store.transfers.listSenders('site-a')).toStrictEqual([aFromC, aFromB]);
+        expect(await store.transfers.listSenders('site-b')).toStrictEqual([bFromA]);
+        expect(await store.transfers.listSenders('site-c')).toStrictEqual([cFromB]);
+        expect(await store.transfers.listReceivers('site-b')).toStrictEqual([aFromB, cFromB]);
+        expect(await store.transfers.listReceivers('site-a')).toStrictEqual([bFromA]);
+        expect(await store.transfers.listReceivers('site-c')).toStrictEqual([aFromC]);
+        expect(await store.transfers.listSenders('no-such-site')).toEqual([]);
+      });
+
+      test('deleteAgreement returns true then false, removes only that direction, and the pair can be agreed again', async () => {
+        await threeSites();
+        await store.transfers.putAgreement(agreement('site-a', 'site-b'));
+        await store.transfers.putAgreement(agreement('site-b', 'site-a'));
+        expect(await store.transfers.deleteAgreement('site-a', 'site-b')).toBe(true);
+        expect(await store.transfers.deleteAgreement('site-a', 'site-b')).toBe(false);
+        expect(await store.transfers.deleteAgreement('site-a', 'site-c')).toBe(false);
+        expect(await store.transfers.hasAgreement('site-a', 'site-b')).toBe(false);
+        expect(await store.transfers.hasAgreement('site-b', 'site-a')).toBe(true);
+        expect(await store.transfers.listSenders('site-a')).toEqual([]);
+
+        const again = agreement('site-a', 'site-b', { createdAt: iso(T0 + MINUTE), createdBy: 'second-admin' });
+        await store.transfers.putAgreement(again);
+        expect(await store.transfers.listSenders('site-a')).toStrictEqual([again]);
       });
     });
 

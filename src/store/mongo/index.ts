@@ -9,6 +9,10 @@ import type {
   MaterialPatch,
   MaterialRecord,
   MaterialRepository,
+  TransferAgreement,
+  TransferRecord,
+  TransferRepository,
+  TransferStatus,
 } from '../../cases/model';
 import type { DataKeyRecord, DataKeyRepository } from '../../crypto/dataKeys';
 import type { SiteRecord, UserRecord } from '../../identity/model';
@@ -417,6 +421,87 @@ function materialFromDoc(d: MaterialDoc): MaterialRecord {
     updatedAt: d.updatedAt,
     createdBy: d.createdBy ?? null,
   };
+}
+
+interface TransferDoc {
+  _id: string;
+  fromSiteId: string;
+  toSiteId: string;
+  caseId: string;
+  title: string;
+  note: string;
+  status: TransferStatus;
+  receivedCaseId: string | null;
+  createdAt: string;
+  createdBy: string;
+  decidedAt: string | null;
+  decidedBy: string | null;
+}
+
+const transferSchema = new Schema<TransferDoc>(
+  {
+    _id: { type: String },
+    fromSiteId: { type: String },
+    toSiteId: { type: String },
+    caseId: { type: String },
+    title: { type: String },
+    note: { type: String },
+    status: { type: String },
+    receivedCaseId: { type: String },
+    createdAt: { type: String },
+    createdBy: { type: String },
+    decidedAt: { type: String },
+    decidedBy: { type: String },
+  },
+  { ...SCHEMA_OPTIONS, collection: 'transfers' },
+);
+// The inbox and the outbox, newest first; the outbox index also serves deleteByCase's fromSiteId.
+transferSchema.index({ toSiteId: 1, createdAt: -1 });
+transferSchema.index({ fromSiteId: 1, createdAt: -1 });
+
+function transferFromDoc(d: TransferDoc): TransferRecord {
+  return {
+    id: d._id,
+    fromSiteId: d.fromSiteId,
+    toSiteId: d.toSiteId,
+    caseId: d.caseId,
+    title: d.title,
+    note: d.note,
+    status: d.status,
+    receivedCaseId: d.receivedCaseId ?? null,
+    createdAt: d.createdAt,
+    createdBy: d.createdBy,
+    decidedAt: d.decidedAt ?? null,
+    decidedBy: d.decidedBy ?? null,
+  };
+}
+
+// An agreement has no id of its own; the pair is its key, as SQLite's composite primary key.
+// _id is left to the server (an ObjectId that never leaves this file).
+interface AgreementDoc {
+  receiverSiteId: string;
+  senderSiteId: string;
+  createdAt: string;
+  createdBy: string;
+}
+
+const agreementSchema = new Schema<AgreementDoc>(
+  {
+    receiverSiteId: { type: String },
+    senderSiteId: { type: String },
+    createdAt: { type: String },
+    createdBy: { type: String },
+  },
+  { ...SCHEMA_OPTIONS, collection: 'transfer_agreements' },
+);
+// One agreement per (receiver, sender) pair: the unique index is what makes putAgreement
+// idempotent across nodes. It also serves hasAgreement and listSenders.
+agreementSchema.index({ receiverSiteId: 1, senderSiteId: 1 }, { unique: true });
+// Serves listReceivers.
+agreementSchema.index({ senderSiteId: 1, receiverSiteId: 1 });
+
+function agreementFromDoc(d: AgreementDoc): TransferAgreement {
+  return { receiverSiteId: d.receiverSiteId, senderSiteId: d.senderSiteId, createdAt: d.createdAt, createdBy: d.createdBy };
 }
 
 /** The defined fields of `patch` among `keys`, for a $set (undefined leaves a field alone, null clears it). */
@@ -885,6 +970,102 @@ class MongoMaterials implements MaterialRepository {
   }
 }
 
+class MongoTransfers implements TransferRepository {
+  constructor(
+    private readonly model: Model<TransferDoc>,
+    private readonly agreements: Model<AgreementDoc>,
+  ) {}
+
+  async create(r: TransferRecord): Promise<void> {
+    // An id collision is a bug and surfaces as is, as it does in SQLite.
+    await this.model.insertOne({
+      _id: r.id,
+      fromSiteId: r.fromSiteId,
+      toSiteId: r.toSiteId,
+      caseId: r.caseId,
+      title: r.title,
+      note: r.note,
+      status: r.status,
+      receivedCaseId: r.receivedCaseId,
+      createdAt: r.createdAt,
+      createdBy: r.createdBy,
+      decidedAt: r.decidedAt,
+      decidedBy: r.decidedBy,
+    });
+  }
+
+  async findForSite(siteId: string, id: string): Promise<TransferRecord | null> {
+    const doc = await this.model.findOne({ _id: id, $or: [{ fromSiteId: siteId }, { toSiteId: siteId }] }).lean<TransferDoc>();
+    return doc ? transferFromDoc(doc) : null;
+  }
+
+  async listInbox(toSiteId: string): Promise<TransferRecord[]> {
+    const docs = await this.model.find({ toSiteId }).sort({ createdAt: -1, _id: -1 }).lean<TransferDoc[]>();
+    return docs.map(transferFromDoc);
+  }
+
+  async listOutbox(fromSiteId: string): Promise<TransferRecord[]> {
+    const docs = await this.model.find({ fromSiteId }).sort({ createdAt: -1, _id: -1 }).lean<TransferDoc[]>();
+    return docs.map(transferFromDoc);
+  }
+
+  async decide(
+    toSiteId: string,
+    id: string,
+    d: { status: 'accepted' | 'refused'; receivedCaseId: string | null; decidedAt: string; decidedBy: string },
+  ): Promise<TransferRecord | null> {
+    // Compare-and-swap on status: of two nodes deciding the same transfer, only one matches 'pending'.
+    const doc = await this.model
+      .findOneAndUpdate(
+        { _id: id, toSiteId, status: 'pending' },
+        { $set: { status: d.status, receivedCaseId: d.receivedCaseId, decidedAt: d.decidedAt, decidedBy: d.decidedBy } },
+        { returnDocument: 'after' },
+      )
+      .lean<TransferDoc>();
+    return doc ? transferFromDoc(doc) : null;
+  }
+
+  async deleteByCase(fromSiteId: string, caseId: string): Promise<number> {
+    const res = await this.model.deleteMany({ fromSiteId, caseId });
+    return res.deletedCount;
+  }
+
+  async putAgreement(a: TransferAgreement): Promise<void> {
+    // As SQLite's ON CONFLICT DO NOTHING: an existing agreement keeps its createdAt and createdBy.
+    try {
+      await this.agreements.updateOne(
+        { receiverSiteId: a.receiverSiteId, senderSiteId: a.senderSiteId },
+        { $setOnInsert: { createdAt: a.createdAt, createdBy: a.createdBy } },
+        { upsert: true },
+      );
+    } catch (err) {
+      // Two nodes inserting the same pair at once: the loser's agreement already exists.
+      if (isDuplicateKey(err, 'senderSiteId')) return;
+      throw err;
+    }
+  }
+
+  async deleteAgreement(receiverSiteId: string, senderSiteId: string): Promise<boolean> {
+    const res = await this.agreements.deleteOne({ receiverSiteId, senderSiteId });
+    return res.deletedCount === 1;
+  }
+
+  async hasAgreement(receiverSiteId: string, senderSiteId: string): Promise<boolean> {
+    return (await this.agreements.exists({ receiverSiteId, senderSiteId })) !== null;
+  }
+
+  async listSenders(receiverSiteId: string): Promise<TransferAgreement[]> {
+    // SQLite orders by created_at alone; the other site's id only makes ties deterministic.
+    const docs = await this.agreements.find({ receiverSiteId }).sort({ createdAt: 1, senderSiteId: 1 }).lean<AgreementDoc[]>();
+    return docs.map(agreementFromDoc);
+  }
+
+  async listReceivers(senderSiteId: string): Promise<TransferAgreement[]> {
+    const docs = await this.agreements.find({ senderSiteId }).sort({ createdAt: 1, receiverSiteId: 1 }).lean<AgreementDoc[]>();
+    return docs.map(agreementFromDoc);
+  }
+}
+
 export class MongoStore implements Store {
   readonly kind = 'mongo' as const;
   readonly sites: SiteRepository;
@@ -894,6 +1075,7 @@ export class MongoStore implements Store {
   readonly dataKeys: DataKeyRepository;
   readonly cases: CaseRepository;
   readonly materials: MaterialRepository;
+  readonly transfers: TransferRepository;
   #closed = false;
 
   private constructor(
@@ -906,6 +1088,8 @@ export class MongoStore implements Store {
       dataKeys: Model<DataKeyDoc>;
       cases: Model<CaseDoc>;
       materials: Model<MaterialDoc>;
+      transfers: Model<TransferDoc>;
+      agreements: Model<AgreementDoc>;
     },
   ) {
     this.sites = new MongoSites(models.sites);
@@ -915,6 +1099,7 @@ export class MongoStore implements Store {
     this.dataKeys = new MongoDataKeys(models.dataKeys);
     this.cases = new MongoCases(models.cases, models.materials);
     this.materials = new MongoMaterials(models.materials);
+    this.transfers = new MongoTransfers(models.transfers, models.agreements);
   }
 
   static async connect(uri: string): Promise<MongoStore> {
@@ -936,6 +1121,8 @@ export class MongoStore implements Store {
         dataKeys: conn.model<DataKeyDoc>('DataKey', dataKeySchema, 'data_keys'),
         cases: conn.model<CaseDoc>('Case', caseSchema, 'cases'),
         materials: conn.model<MaterialDoc>('Material', materialSchema, 'materials'),
+        transfers: conn.model<TransferDoc>('Transfer', transferSchema, 'transfers'),
+        agreements: conn.model<AgreementDoc>('TransferAgreement', agreementSchema, 'transfer_agreements'),
       };
       const all: { init(): Promise<unknown>; syncIndexes(): Promise<unknown> }[] = Object.values(models);
       for (const model of all) {

@@ -1,6 +1,17 @@
 // SQLite repositories of data keys, cases and materials (same contract as src/store/mongo).
 import type Database from 'better-sqlite3';
-import type { CaseListFilter, CasePatch, CaseRecord, CaseRepository, MaterialPatch, MaterialRecord, MaterialRepository } from '../../cases/model';
+import type {
+  CaseListFilter,
+  CasePatch,
+  CaseRecord,
+  CaseRepository,
+  MaterialPatch,
+  MaterialRecord,
+  MaterialRepository,
+  TransferAgreement,
+  TransferRecord,
+  TransferRepository,
+} from '../../cases/model';
 import type { DataKeyRecord, DataKeyRepository } from '../../crypto/dataKeys';
 import { DuplicateKeyError } from '../types';
 
@@ -250,5 +261,113 @@ export class SqliteMaterials implements MaterialRepository {
 
   async listUnfinished(): Promise<MaterialRecord[]> {
     return (this.db.prepare("SELECT * FROM materials WHERE status IN ('queued', 'converting') ORDER BY created_at").all() as MaterialRow[]).map(materialFromRow);
+  }
+}
+
+interface TransferRow {
+  id: string;
+  from_site_id: string;
+  to_site_id: string;
+  case_id: string;
+  title: string;
+  note: string;
+  status: string;
+  received_case_id: string | null;
+  created_at: string;
+  created_by: string;
+  decided_at: string | null;
+  decided_by: string | null;
+}
+
+const transferFromRow = (r: TransferRow): TransferRecord => ({
+  id: r.id,
+  fromSiteId: r.from_site_id,
+  toSiteId: r.to_site_id,
+  caseId: r.case_id,
+  title: r.title,
+  note: r.note,
+  status: r.status as TransferRecord['status'],
+  receivedCaseId: r.received_case_id,
+  createdAt: r.created_at,
+  createdBy: r.created_by,
+  decidedAt: r.decided_at,
+  decidedBy: r.decided_by,
+});
+
+interface AgreementRow {
+  receiver_site_id: string;
+  sender_site_id: string;
+  created_at: string;
+  created_by: string;
+}
+
+const agreementFromRow = (r: AgreementRow): TransferAgreement => ({
+  receiverSiteId: r.receiver_site_id,
+  senderSiteId: r.sender_site_id,
+  createdAt: r.created_at,
+  createdBy: r.created_by,
+});
+
+export class SqliteTransfers implements TransferRepository {
+  constructor(private readonly db: Database.Database) {}
+
+  async create(r: TransferRecord): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO transfers (id, from_site_id, to_site_id, case_id, title, note, status, received_case_id, created_at, created_by, decided_at, decided_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(r.id, r.fromSiteId, r.toSiteId, r.caseId, r.title, r.note, r.status, r.receivedCaseId, r.createdAt, r.createdBy, r.decidedAt, r.decidedBy);
+  }
+
+  async findForSite(siteId: string, id: string): Promise<TransferRecord | null> {
+    const row = this.db.prepare('SELECT * FROM transfers WHERE id = ? AND (from_site_id = ? OR to_site_id = ?)').get(id, siteId, siteId) as TransferRow | undefined;
+    return row ? transferFromRow(row) : null;
+  }
+
+  async listInbox(toSiteId: string): Promise<TransferRecord[]> {
+    return (this.db.prepare('SELECT * FROM transfers WHERE to_site_id = ? ORDER BY created_at DESC, id DESC').all(toSiteId) as TransferRow[]).map(transferFromRow);
+  }
+
+  async listOutbox(fromSiteId: string): Promise<TransferRecord[]> {
+    return (this.db.prepare('SELECT * FROM transfers WHERE from_site_id = ? ORDER BY created_at DESC, id DESC').all(fromSiteId) as TransferRow[]).map(transferFromRow);
+  }
+
+  async decide(
+    toSiteId: string,
+    id: string,
+    d: { status: 'accepted' | 'refused'; receivedCaseId: string | null; decidedAt: string; decidedBy: string },
+  ): Promise<TransferRecord | null> {
+    const info = this.db
+      .prepare("UPDATE transfers SET status = ?, received_case_id = ?, decided_at = ?, decided_by = ? WHERE id = ? AND to_site_id = ? AND status = 'pending'")
+      .run(d.status, d.receivedCaseId, d.decidedAt, d.decidedBy, id, toSiteId);
+    if (info.changes === 0) return null;
+    return transferFromRow(this.db.prepare('SELECT * FROM transfers WHERE id = ?').get(id) as TransferRow);
+  }
+
+  async deleteByCase(fromSiteId: string, caseId: string): Promise<number> {
+    return this.db.prepare('DELETE FROM transfers WHERE from_site_id = ? AND case_id = ?').run(fromSiteId, caseId).changes;
+  }
+
+  async putAgreement(a: TransferAgreement): Promise<void> {
+    this.db
+      .prepare('INSERT INTO transfer_agreements (receiver_site_id, sender_site_id, created_at, created_by) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING')
+      .run(a.receiverSiteId, a.senderSiteId, a.createdAt, a.createdBy);
+  }
+
+  async deleteAgreement(receiverSiteId: string, senderSiteId: string): Promise<boolean> {
+    return this.db.prepare('DELETE FROM transfer_agreements WHERE receiver_site_id = ? AND sender_site_id = ?').run(receiverSiteId, senderSiteId).changes === 1;
+  }
+
+  async hasAgreement(receiverSiteId: string, senderSiteId: string): Promise<boolean> {
+    return this.db.prepare('SELECT 1 FROM transfer_agreements WHERE receiver_site_id = ? AND sender_site_id = ?').get(receiverSiteId, senderSiteId) !== undefined;
+  }
+
+  async listSenders(receiverSiteId: string): Promise<TransferAgreement[]> {
+    return (this.db.prepare('SELECT * FROM transfer_agreements WHERE receiver_site_id = ? ORDER BY created_at').all(receiverSiteId) as AgreementRow[]).map(agreementFromRow);
+  }
+
+  async listReceivers(senderSiteId: string): Promise<TransferAgreement[]> {
+    return (this.db.prepare('SELECT * FROM transfer_agreements WHERE sender_site_id = ? ORDER BY created_at').all(senderSiteId) as AgreementRow[]).map(agreementFromRow);
   }
 }

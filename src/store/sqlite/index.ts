@@ -15,9 +15,9 @@ import type {
 } from '../../identity/repository';
 import type { SitePolicy } from '../../protocol/identity';
 import { DuplicateKeyError, type Store } from '../types';
-import { SqliteCases, SqliteDataKeys, SqliteMaterials } from './cases';
+import { SqliteCases, SqliteDataKeys, SqliteMaterials, SqliteTransfers } from './cases';
 import { migrate } from './migrations';
-import type { CaseRepository, MaterialRepository } from '../../cases/model';
+import type { CaseRepository, MaterialRepository, TransferRepository } from '../../cases/model';
 import type { DataKeyRepository } from '../../crypto/dataKeys';
 
 export function openSqlite(file: string): Database.Database {
@@ -395,6 +395,7 @@ export class SqliteStore implements Store {
   readonly dataKeys: DataKeyRepository;
   readonly cases: CaseRepository;
   readonly materials: MaterialRepository;
+  readonly transfers: TransferRepository;
   #closed = false;
 
   constructor(readonly db: Database.Database) {
@@ -405,6 +406,7 @@ export class SqliteStore implements Store {
     this.dataKeys = new SqliteDataKeys(db);
     this.cases = new SqliteCases(db);
     this.materials = new SqliteMaterials(db);
+    this.transfers = new SqliteTransfers(db);
   }
 
   static open(file: string): SqliteStore {

@@ -133,6 +133,35 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX materials_status ON materials(status);
     `,
   },
+  {
+    version: 4,
+    name: 'study transfers between sites',
+    sql: `
+      CREATE TABLE transfer_agreements (
+        receiver_site_id TEXT NOT NULL REFERENCES sites(id),
+        sender_site_id TEXT NOT NULL REFERENCES sites(id),
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        PRIMARY KEY (receiver_site_id, sender_site_id)
+      ) STRICT;
+      CREATE TABLE transfers (
+        id TEXT PRIMARY KEY,
+        from_site_id TEXT NOT NULL,
+        to_site_id TEXT NOT NULL,
+        case_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        note TEXT NOT NULL,
+        status TEXT NOT NULL,
+        received_case_id TEXT,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        decided_at TEXT,
+        decided_by TEXT
+      ) STRICT;
+      CREATE INDEX transfers_to ON transfers(to_site_id, created_at);
+      CREATE INDEX transfers_from ON transfers(from_site_id, created_at);
+    `,
+  },
 ];
 
 export function migrate(db: Database.Database): number {
