@@ -18,7 +18,8 @@ const QUIET = args.has('--quiet');
 /** Debian packages each mode needs, with a command that proves each is present. */
 const DEBIAN_PACKAGES = {
   start: [],
-  test: [],
+  // The multi-node tests start their own redis-server instances.
+  test: [{ name: 'redis-server', check: 'command -v redis-server' }],
 };
 
 function log(message) {

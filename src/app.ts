@@ -58,6 +58,7 @@ export const DEFAULT_RATE_LIMITS = {
 
 export interface App {
   handler: express.Express;
+  store: Store;
   identity: IdentityService;
   audit: AuditService;
   cases: CaseService;
@@ -228,6 +229,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
 
   return {
     handler: app,
+    store,
     identity,
     audit,
     cases,

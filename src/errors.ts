@@ -1,5 +1,6 @@
 // Named application errors, each carrying one code of src/protocol/errors.ts. The HTTP error
 // handler (and later the socket dispatcher) maps them to responses in one place.
+import type { PublicAnnotation } from './protocol/annotations';
 import { ERROR_CODES, type ErrorCode, type ErrorDetail } from './protocol/errors';
 
 export class AppError extends Error {
@@ -9,6 +10,8 @@ export class AppError extends Error {
     readonly code: ErrorCode,
     message?: string,
     readonly details?: ErrorDetail[],
+    /** What a client needs to recover (see VersionConflictError); sent only for codes that define it. */
+    readonly data?: Readonly<{ current?: unknown }>,
   ) {
     super(message ?? ERROR_CODES[code].message);
     this.status = ERROR_CODES[code].status;
@@ -33,6 +36,17 @@ export class NotFoundError extends AppError {
   override name = 'NotFoundError';
   constructor() {
     super('NOT_FOUND');
+  }
+}
+
+/**
+ * An update or deletion named a version that is no longer current: `current` is the annotation
+ * as it now is, so the client can reapply its change without another round trip.
+ */
+export class VersionConflictError extends AppError {
+  override name = 'VersionConflictError';
+  constructor(readonly current: PublicAnnotation) {
+    super('VERSION_CONFLICT', undefined, undefined, { current });
   }
 }
 

@@ -6,6 +6,8 @@ import { seedIfEmpty, type DemoAccount } from './bootstrap/firstStart';
 import type { Config } from './config';
 import { KeyRing } from './crypto/keyring';
 import { createDualServer } from './http/server';
+import { durableSync } from './realtime/durable';
+import { createRealtime, type Realtime } from './realtime/server';
 import { loadOrCreateTls } from './http/tls';
 import type { LimiterFactory } from './http/rateLimit';
 import type { Logger } from './observability/logger';
@@ -16,6 +18,7 @@ export interface RunningServer {
   url: string;
   port: number;
   app: App;
+  realtime: Realtime;
   store: Store;
   /** The one-time demo credentials when this start created them; null otherwise. */
   demoAccounts: DemoAccount[] | null;
@@ -25,6 +28,8 @@ export interface RunningServer {
 
 export interface StartOptions {
   limiters?: LimiterFactory;
+  /** How long an empty case room lingers before disposal (tests shorten it). */
+  roomGraceMs?: number;
   rateLimits?: AppConfig['rateLimits'];
   clock?: () => Date;
 }
@@ -54,23 +59,39 @@ export async function startServer(config: Config, logger: Logger, options: Start
     const demoAccounts = config.demoSeed ? await seedIfEmpty(store, app.identity, app.cases, { demoSlide: config.demoSlide }) : null;
     const stopRetention = config.retentionPurgeMs > 0 ? app.retention.schedule(config.retentionPurgeMs) : () => undefined;
     const servers = createDualServer(tls, app.handler, config.publicUrl);
+    const allowedOrigins = [new URL(config.publicUrl).origin];
+    const realtime = await createRealtime(servers.https, app, durableSync, logger, {
+      allowedOrigins,
+      redisUrl: config.redisUrl,
+      sessionAbsoluteMs: config.sessionAbsoluteMs,
+      clock: options.clock ?? (() => new Date()),
+      roomGraceMs: options.roomGraceMs,
+    });
     await new Promise<void>((resolve, reject) => {
       servers.tcp.once('error', reject);
       servers.tcp.listen(config.port, config.host, () => resolve());
     });
     const port = (servers.tcp.address() as AddressInfo).port;
+    // PORT=0 (tests, ephemeral runs): the configured origin had no real port; allow the bound one.
+    if (new URL(config.publicUrl).port === '0') {
+      const url = new URL(config.publicUrl);
+      url.port = String(port);
+      allowedOrigins.push(url.origin);
+    }
     const displayHost = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
     let closing: Promise<void> | null = null;
     return {
       url: `https://${displayHost}:${port}`,
       port,
       app,
+      realtime,
       store,
       demoAccounts,
       close() {
         closing ??= (async () => {
           app.draining = true;
           stopRetention();
+          await realtime.close();
           await servers.drain(config.shutdownGraceMs);
           await app.close();
           await store.close();

@@ -19,6 +19,8 @@ export function toAppError(err: unknown): AppError | null {
 export function sendError(res: Parameters<RequestHandler>[1], err: AppError): void {
   const body: ErrorBody = { error: { code: err.code, message: err.message } };
   if (err.details?.length) body.error.details = err.details;
+  // Only this code defines a payload: the state the client must rebase its change on.
+  if (err.code === 'VERSION_CONFLICT' && err.data?.current !== undefined) body.error.current = err.data.current;
   res.status(err.status).json(body);
 }
 

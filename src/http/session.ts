@@ -146,7 +146,7 @@ export function createAuthenticator(identity: IdentityService, absoluteMs: numbe
     const idleMs = s.idleMs ?? 0;
     const expired = now - createdAt >= absoluteMs ? 'absolute' : now - lastSeenAt >= idleMs ? 'idle' : null;
     if (expired) {
-      const info = { siteId: s.siteId, userId: s.userId, role: s.role ?? 'unknown' };
+      const info = { siteId: s.siteId, userId: s.userId, role: s.role ?? 'unknown', sid: req.sessionID };
       await destroySession(req);
       await identity.recordSessionExpired(info, expired, requestContext(req));
       throw new AppError('SESSION_EXPIRED');

@@ -55,6 +55,11 @@ export const ACTIONS = {
   'site.manageTransfers': { roles: ADMIN },
   'transfer.list': { roles: ANY, permission: 'transferStudy' },
   'transfer.decide': { roles: ANY, permission: 'transferStudy' },
+  // Everyone in a case's room talks and annotates; the room itself is the site's case.
+  'chat.send': { roles: ANY },
+  'chat.read': { roles: ANY },
+  'annotation.read': { roles: ANY },
+  'annotation.write': { roles: ANY },
 } as const satisfies Record<string, Rule>;
 
 export type Action = keyof typeof ACTIONS;

@@ -116,7 +116,7 @@ export function identityRoutes(deps: IdentityRouteDeps): Router {
     '/auth/logout',
     auth({ allowPending: true }),
     route({}, async ({ req, res }) => {
-      await identity.recordLogout(req.actor!, requestContext(req));
+      await identity.recordLogout(req.actor!, requestContext(req), req.sessionID);
       await destroySession(req);
       res.clearCookie(SESSION_COOKIE, { path: '/', secure: true, httpOnly: true, sameSite: 'lax' });
       return undefined;

@@ -27,8 +27,11 @@ export interface LoginInput {
 }
 
 export interface IdentityEvents {
-  /** Every session of this user was ended (logout everywhere, Stop Access, password change, revoke). */
-  sessionsRevoked: [{ siteId: string; userId: string; sids: string[] }];
+  /**
+   * Sessions ended: logout, expiry, or revocation (Stop Access, password change or reset, admin
+   * revoke). The realtime layer disconnects their sockets on every node.
+   */
+  sessionsEnded: [{ siteId: string; userId: string; sids: string[]; reason: 'logout' | 'expired' | 'revoked' }];
   /** An account was locked after repeated failures: site admins are alerted. */
   accountLocked: [{ siteId: string; userId: string; lockedUntil: string }];
 }
@@ -221,7 +224,8 @@ export class IdentityService extends EventEmitter<IdentityEvents> {
     return 'timeStep' in result ? (result.timeStep as number) : Math.floor(now / TOTP_PERIOD) + result.delta;
   }
 
-  async recordLogout(actor: Actor, ctx: RequestContext): Promise<void> {
+  async recordLogout(actor: Actor, ctx: RequestContext, sid: string): Promise<void> {
+    this.emit('sessionsEnded', { siteId: actor.siteId, userId: actor.userId, sids: [sid], reason: 'logout' });
     await this.audit.record({
       siteId: actor.siteId,
       type: 'auth.logout',
@@ -231,7 +235,8 @@ export class IdentityService extends EventEmitter<IdentityEvents> {
     });
   }
 
-  async recordSessionExpired(session: { siteId: string; userId: string; role: string }, reason: 'idle' | 'absolute', ctx: RequestContext): Promise<void> {
+  async recordSessionExpired(session: { siteId: string; userId: string; role: string; sid: string }, reason: 'idle' | 'absolute', ctx: RequestContext): Promise<void> {
+    this.emit('sessionsEnded', { siteId: session.siteId, userId: session.userId, sids: [session.sid], reason: 'expired' });
     await this.audit.record({
       siteId: session.siteId,
       type: 'auth.session.expire',
@@ -528,7 +533,7 @@ export class IdentityService extends EventEmitter<IdentityEvents> {
 
   private async revokeSessionsOf(siteId: string, userId: string, keepSid?: string): Promise<string[]> {
     const sids = await this.store.sessions.destroyByUser(siteId, userId, keepSid);
-    this.emit('sessionsRevoked', { siteId, userId, sids });
+    this.emit('sessionsEnded', { siteId, userId, sids, reason: 'revoked' });
     return sids;
   }
 

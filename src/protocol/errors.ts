@@ -14,6 +14,10 @@ export const ERROR_CODES = {
   TOTP_ENROLMENT_REQUIRED: { status: 403, message: 'This site requires two-factor authentication. Enrol an authenticator app first.' },
   NOT_FOUND: { status: 404, message: 'Not found.' },
   CONFLICT: { status: 409, message: 'This conflicts with the current state.' },
+  VERSION_CONFLICT: {
+    status: 409,
+    message: 'Someone else changed this annotation first. Its current version is attached: apply your change to it and send it again with that version.',
+  },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request is too large.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Send JSON (Content-Type: application/json).' },
   UNSUPPORTED_FILE_TYPE: { status: 415, message: 'Upload a JPEG, PNG or TIFF (including BigTIFF and pyramidal TIFF) image.' },
@@ -27,7 +31,8 @@ export const ERROR_CODES = {
 export type ErrorCode = keyof typeof ERROR_CODES;
 
 export interface ErrorBody {
-  error: { code: ErrorCode; message: string; details?: ErrorDetail[] };
+  /** `current`: only with VERSION_CONFLICT, the annotation as it now is (PublicAnnotation). */
+  error: { code: ErrorCode; message: string; details?: ErrorDetail[]; current?: unknown };
 }
 
 /** Field-level detail of a validation failure: which field, and why (never a value). */

@@ -1,7 +1,9 @@
 // What the composition root receives: one object holding every repository, chosen by
 // createStore (src/store/index.ts): MongoDB when MONGODB_URI is set, else embedded SQLite.
+import type { AnnotationRepository } from '../annotations/model';
 import type { AuditRepository } from '../audit/model';
 import type { CaseRepository, MaterialRepository, TransferRepository } from '../cases/model';
+import type { ChatRepository } from '../chat/model';
 import type { DataKeyRepository } from '../crypto/dataKeys';
 import type { SessionRepository, SiteRepository, UserRepository } from '../identity/repository';
 
@@ -15,6 +17,8 @@ export interface Store {
   readonly cases: CaseRepository;
   readonly materials: MaterialRepository;
   readonly transfers: TransferRepository;
+  readonly chat: ChatRepository;
+  readonly annotations: AnnotationRepository;
   /** True while the store can serve requests (used by /readyz). */
   ping(): Promise<boolean>;
   close(): Promise<void>;

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import request from 'supertest';
+import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client';
 import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/observability/logger';
 import { startServer, type RunningServer, type StartOptions } from '../../src/server';
@@ -29,6 +30,8 @@ export interface TestServer {
   logs: string[];
   ca: string;
   client(): TestClient;
+  /** A Socket.IO client carrying `client`'s session cookie (not yet connected: call connect). */
+  socket(client: TestClient, options?: { origin?: string }): ClientSocket;
   /** Logs in as a demo account, changing its one-time password; returns the client. */
   demoLogin(role: 'site_admin' | 'clinician' | 'pathologist'): Promise<{ client: TestClient; email: string; password: string }>;
   close(): Promise<void>;
@@ -60,6 +63,7 @@ export async function startTestServer(
     logs,
     ca,
     client: () => new TestClient(url, ca),
+    socket: (c, opts = {}) => socketFor(url, ca, c, opts.origin),
     async demoLogin(role) {
       const account = server.demoAccounts?.find((a) => a.role === role);
       if (!account) throw new Error(`no demo ${role}`);
@@ -164,4 +168,54 @@ export async function waitFor<T>(check: () => T | Promise<T>, reason: string, ti
     if (Date.now() > deadline) throw new Error(`timed out waiting: ${reason}`);
     await delay(intervalMs);
   }
+}
+
+export function cookieHeaderOf(client: TestClient): string {
+  const jar = (client.agent as unknown as { jar: { getCookies(o: object): { name: string; value: string }[] } }).jar;
+  return jar
+    .getCookies({ domain: '127.0.0.1', path: '/', secure: true, script: false })
+    .map((c) => `${c.name}=${c.value}`)
+    .join('; ');
+}
+
+export function socketFor(url: string, ca: string, client: TestClient, origin?: string): ClientSocket {
+  return ioClient(url, {
+    path: '/socket.io',
+    transports: ['websocket'],
+    autoConnect: false,
+    reconnection: false,
+    ca,
+    extraHeaders: { Cookie: cookieHeaderOf(client), ...(origin ? { Origin: origin } : {}) },
+  });
+}
+
+/** Emits with an ack and resolves with the ack envelope. */
+export function call<T = unknown>(socket: ClientSocket, event: string, payload: unknown): Promise<{ ok: true; data: T } | { ok: false; error: { code: string; message: string; current?: unknown } }> {
+  return socket.timeout(10_000).emitWithAck(event, payload) as never;
+}
+
+/** Connects and resolves once connected, or rejects with the server's refusal. */
+export function connect(socket: ClientSocket): Promise<ClientSocket> {
+  return new Promise((resolve, reject) => {
+    socket.once('connect', () => resolve(socket));
+    socket.once('connect_error', (err) => reject(err));
+    socket.connect();
+  });
+}
+
+/** Resolves with the next `event` payload matching `match`. */
+export function nextEvent<T = unknown>(socket: ClientSocket, event: string, match: (payload: T) => boolean = () => true, timeoutMs = 10_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.off(event, handler);
+      reject(new Error(`timed out waiting for ${event}`));
+    }, timeoutMs);
+    const handler = (payload: T) => {
+      if (!match(payload)) return;
+      clearTimeout(timer);
+      socket.off(event, handler);
+      resolve(payload);
+    };
+    socket.on(event, handler);
+  });
 }

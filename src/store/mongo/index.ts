@@ -1,5 +1,6 @@
 // Production store: MongoDB through mongoose on a private connection, same contract as src/store/sqlite.
 import mongoose, { Schema, type Connection, type Model, type UpdateQuery } from 'mongoose';
+import type { AnnotationOpRecord, AnnotationRecord, AnnotationRepository } from '../../annotations/model';
 import type { AuditAction, AuditActor, AuditDetails, AuditObject, AuditOutcome, AuditRecord, AuditRepository } from '../../audit/model';
 import type {
   CaseListFilter,
@@ -14,6 +15,7 @@ import type {
   TransferRepository,
   TransferStatus,
 } from '../../cases/model';
+import type { ChatMessageRecord, ChatRepository } from '../../chat/model';
 import type { DataKeyRecord, DataKeyRepository } from '../../crypto/dataKeys';
 import type { SiteRecord, UserRecord } from '../../identity/model';
 import type {
@@ -24,6 +26,7 @@ import type {
   UserPatch,
   UserRepository,
 } from '../../identity/repository';
+import type { AnnotationGeometry, AnnotationKind, AnnotationOpKind } from '../../protocol/annotations';
 import type { CaseStatus, MaterialStatus } from '../../protocol/cases';
 import type { Permissions, Role, SitePolicy } from '../../protocol/identity';
 import { DuplicateKeyError, type Store } from '../types';
@@ -502,6 +505,174 @@ agreementSchema.index({ senderSiteId: 1, receiverSiteId: 1 });
 
 function agreementFromDoc(d: AgreementDoc): TransferAgreement {
   return { receiverSiteId: d.receiverSiteId, senderSiteId: d.senderSiteId, createdAt: d.createdAt, createdBy: d.createdBy };
+}
+
+interface ChatDoc {
+  _id: string;
+  siteId: string;
+  caseId: string;
+  seq: number;
+  userId: string;
+  userName: string;
+  textSealed: string;
+  clientId: string;
+  createdAt: string;
+}
+
+const chatSchema = new Schema<ChatDoc>(
+  {
+    _id: { type: String },
+    siteId: { type: String },
+    caseId: { type: String },
+    seq: { type: Number },
+    userId: { type: String },
+    userName: { type: String },
+    textSealed: { type: String },
+    clientId: { type: String },
+    createdAt: { type: String },
+  },
+  { ...SCHEMA_OPTIONS, collection: 'chat_messages' },
+);
+// The unique (caseId, seq) keeps two nodes from giving one number to two messages; it also
+// serves the catch-up reads in order. The unique (caseId, clientId) makes a retried send a no-op.
+chatSchema.index({ caseId: 1, seq: 1 }, { unique: true });
+chatSchema.index({ caseId: 1, clientId: 1 }, { unique: true });
+
+function chatFromDoc(d: ChatDoc): ChatMessageRecord {
+  return {
+    id: d._id,
+    siteId: d.siteId,
+    caseId: d.caseId,
+    seq: d.seq,
+    userId: d.userId,
+    userName: d.userName,
+    textSealed: d.textSealed,
+    clientId: d.clientId,
+    createdAt: d.createdAt,
+  };
+}
+
+/** The op a state document still has to append to the log (see MongoAnnotations). */
+interface PendingOp {
+  op: AnnotationOpKind;
+  version: number;
+}
+
+interface AnnotationDoc {
+  _id: string;
+  siteId: string;
+  caseId: string;
+  materialId: string;
+  clientId: string;
+  kind: AnnotationKind;
+  geometry: AnnotationGeometry;
+  propertiesSealed: string;
+  version: number;
+  deleted: boolean;
+  createdBy: string;
+  createdAt: string;
+  updatedBy: string;
+  updatedAt: string;
+  pending: PendingOp | null;
+}
+
+const annotationSchema = new Schema<AnnotationDoc>(
+  {
+    _id: { type: String },
+    siteId: { type: String },
+    caseId: { type: String },
+    materialId: { type: String },
+    clientId: { type: String },
+    kind: { type: String },
+    geometry: { type: Schema.Types.Mixed },
+    propertiesSealed: { type: String },
+    version: { type: Number },
+    deleted: { type: Boolean },
+    createdBy: { type: String },
+    createdAt: { type: String },
+    updatedBy: { type: String },
+    updatedAt: { type: String },
+    pending: { type: Schema.Types.Mixed },
+  },
+  { ...SCHEMA_OPTIONS, collection: 'annotations' },
+);
+annotationSchema.index({ caseId: 1, clientId: 1 }, { unique: true });
+annotationSchema.index({ siteId: 1, caseId: 1, materialId: 1, createdAt: 1 });
+// Only the few documents whose op is not yet in the log, found when a reader finishes them.
+annotationSchema.index({ caseId: 1 }, { name: 'annotations_pending', partialFilterExpression: { 'pending.version': { $exists: true } } });
+
+interface AnnotationOpDoc extends Omit<AnnotationDoc, '_id' | 'pending'> {
+  seq: number;
+  op: AnnotationOpKind;
+  annotationId: string;
+}
+
+// _id is left to the server: an op is addressed by (caseId, seq) or (annotationId, version).
+const annotationOpSchema = new Schema<AnnotationOpDoc>(
+  {
+    siteId: { type: String },
+    caseId: { type: String },
+    seq: { type: Number },
+    op: { type: String },
+    annotationId: { type: String },
+    materialId: { type: String },
+    clientId: { type: String },
+    kind: { type: String },
+    geometry: { type: Schema.Types.Mixed },
+    propertiesSealed: { type: String },
+    version: { type: Number },
+    deleted: { type: Boolean },
+    createdBy: { type: String },
+    createdAt: { type: String },
+    updatedBy: { type: String },
+    updatedAt: { type: String },
+  },
+  { ...SCHEMA_OPTIONS, collection: 'annotation_ops' },
+);
+// One number per op in a case (the sequence clients resume from), and one op per version of an
+// annotation: the second is what makes finishing a pending op idempotent across nodes.
+annotationOpSchema.index({ caseId: 1, seq: 1 }, { unique: true });
+annotationOpSchema.index({ annotationId: 1, version: 1 }, { unique: true });
+
+function annotationFromDoc(d: Omit<AnnotationDoc, 'pending'>): AnnotationRecord {
+  return {
+    id: d._id,
+    siteId: d.siteId,
+    caseId: d.caseId,
+    materialId: d.materialId,
+    clientId: d.clientId,
+    kind: d.kind,
+    geometry: d.geometry,
+    propertiesSealed: d.propertiesSealed,
+    version: d.version,
+    deleted: d.deleted === true,
+    createdBy: d.createdBy,
+    createdAt: d.createdAt,
+    updatedBy: d.updatedBy,
+    updatedAt: d.updatedAt,
+  };
+}
+
+function annotationState(a: AnnotationRecord): Omit<AnnotationDoc, '_id' | 'pending'> {
+  return {
+    siteId: a.siteId,
+    caseId: a.caseId,
+    materialId: a.materialId,
+    clientId: a.clientId,
+    kind: a.kind,
+    geometry: a.geometry,
+    propertiesSealed: a.propertiesSealed,
+    version: a.version,
+    deleted: a.deleted,
+    createdBy: a.createdBy,
+    createdAt: a.createdAt,
+    updatedBy: a.updatedBy,
+    updatedAt: a.updatedAt,
+  };
+}
+
+function opFromDoc(d: AnnotationOpDoc): AnnotationOpRecord {
+  return { seq: d.seq, op: d.op, annotation: annotationFromDoc({ ...d, _id: d.annotationId }) };
 }
 
 /** The defined fields of `patch` among `keys`, for a $set (undefined leaves a field alone, null clears it). */
@@ -1066,6 +1237,213 @@ class MongoTransfers implements TransferRepository {
   }
 }
 
+class MongoChat implements ChatRepository {
+  constructor(private readonly model: Model<ChatDoc>) {}
+
+  async append(siteId: string, caseId: string, build: (nextSeq: number) => ChatMessageRecord): Promise<ChatMessageRecord> {
+    // As the audit chain: without a transaction the last seq may move between read and insert;
+    // the unique (caseId, seq) index refuses the loser, which builds again on the new last one.
+    for (let attempt = 0; attempt < APPEND_ATTEMPTS; attempt++) {
+      const head = await this.model.findOne({ caseId }).sort({ seq: -1 }).select({ _id: 0, seq: 1 }).lean<{ seq: number }>();
+      const r = build((head?.seq ?? 0) + 1);
+      try {
+        await this.model.insertOne({
+          _id: r.id,
+          siteId,
+          caseId,
+          seq: r.seq,
+          userId: r.userId,
+          userName: r.userName,
+          textSealed: r.textSealed,
+          clientId: r.clientId,
+          createdAt: r.createdAt,
+        });
+        return { ...r, siteId, caseId };
+      } catch (err) {
+        if (isDuplicateKey(err, 'clientId')) throw new DuplicateKeyError('chat.clientId');
+        if (isDuplicateKey(err, 'seq')) continue;
+        throw err;
+      }
+    }
+    throw new Error(`chat of case ${caseId}: no free sequence number after ${APPEND_ATTEMPTS} attempts`);
+  }
+
+  async findByClientId(siteId: string, caseId: string, clientId: string): Promise<ChatMessageRecord | null> {
+    const doc = await this.model.findOne({ siteId, caseId, clientId }).lean<ChatDoc>();
+    return doc ? chatFromDoc(doc) : null;
+  }
+
+  async listAfter(siteId: string, caseId: string, afterSeq: number, limit: number): Promise<ChatMessageRecord[]> {
+    const query = this.model.find({ siteId, caseId, seq: trusted({ $gt: afterSeq }) }).sort({ seq: 1 });
+    if (!sqlPage(query, limit)) return [];
+    const docs = await query.lean<ChatDoc[]>();
+    return docs.map(chatFromDoc);
+  }
+
+  async latestSeq(siteId: string, caseId: string): Promise<number> {
+    const head = await this.model.findOne({ siteId, caseId }).sort({ seq: -1 }).select({ _id: 0, seq: 1 }).lean<{ seq: number }>();
+    return head?.seq ?? 0;
+  }
+
+  async deleteByCase(siteId: string, caseId: string): Promise<number> {
+    const res = await this.model.deleteMany({ siteId, caseId });
+    return res.deletedCount;
+  }
+}
+
+/**
+ * Without a transaction the state change and its op cannot be one write, so the state document
+ * is the commit point and carries the op it still owes the log (`pending`). A write is: (1) a
+ * compare-and-swap on `version` that also sets `pending`, (2) the op appended under the next
+ * seq (unique (caseId, seq), retried like the audit chain), (3) `pending` cleared. Anyone who
+ * meets a pending op (the next writer of that annotation, a catch-up read) finishes it first,
+ * and the unique (annotationId, version) makes finishing it twice harmless, so a writer that
+ * dies between (1) and (3) leaves nothing lost. A new write needs `pending: null`, so the ops of
+ * one annotation enter the log in version order.
+ */
+class MongoAnnotations implements AnnotationRepository {
+  constructor(
+    private readonly states: Model<AnnotationDoc>,
+    private readonly ops: Model<AnnotationOpDoc>,
+  ) {}
+
+  /** Appends the pending op of `doc` to the log (or finds it there) and clears it. */
+  private async finish(doc: AnnotationDoc): Promise<AnnotationOpRecord> {
+    const pending = doc.pending;
+    if (!pending) throw new Error(`annotation ${doc._id} has no pending op`);
+    const annotation = annotationFromDoc(doc);
+    for (let attempt = 0; attempt < APPEND_ATTEMPTS; attempt++) {
+      const head = await this.ops.findOne({ caseId: annotation.caseId }).sort({ seq: -1 }).select({ _id: 0, seq: 1 }).lean<{ seq: number }>();
+      const seq = (head?.seq ?? 0) + 1;
+      try {
+        await this.ops.insertOne({ ...annotationState(annotation), seq, op: pending.op, annotationId: annotation.id });
+        await this.clearPending(annotation);
+        return { seq, op: pending.op, annotation };
+      } catch (err) {
+        if (isDuplicateKey(err, 'seq')) continue;
+        if (isDuplicateKey(err, 'version')) {
+          // Another node finished this op first.
+          const logged = await this.ops.findOne({ annotationId: annotation.id, version: annotation.version }).lean<AnnotationOpDoc>();
+          if (!logged) throw err;
+          await this.clearPending(annotation);
+          return opFromDoc(logged);
+        }
+        throw err;
+      }
+    }
+    throw new Error(`annotations of case ${annotation.caseId}: no free sequence number after ${APPEND_ATTEMPTS} attempts`);
+  }
+
+  private async clearPending(a: AnnotationRecord): Promise<void> {
+    await this.states.updateOne({ _id: a.id, 'pending.version': a.version }, { $set: { pending: null } });
+  }
+
+  /** Finishes every op of the case still pending (left by a writer that stopped, or in flight). */
+  private async finishPendingOfCase(siteId: string, caseId: string): Promise<void> {
+    const docs = await this.states.find({ caseId, siteId, 'pending.version': trusted({ $exists: true }) }).lean<AnnotationDoc[]>();
+    for (const doc of docs) await this.finish(doc);
+  }
+
+  async create(record: AnnotationRecord): Promise<AnnotationOpRecord> {
+    const doc: AnnotationDoc = { _id: record.id, ...annotationState(record), pending: { op: 'create', version: record.version } };
+    try {
+      await this.states.insertOne(doc);
+    } catch (err) {
+      if (isDuplicateKey(err, 'clientId')) throw new DuplicateKeyError('annotation.clientId');
+      throw err;
+    }
+    return this.finish(doc);
+  }
+
+  async createMany(records: AnnotationRecord[]): Promise<AnnotationOpRecord[]> {
+    // One by one, in order: each is complete on its own (see the class comment).
+    const ops: AnnotationOpRecord[] = [];
+    for (const record of records) ops.push(await this.create(record));
+    return ops;
+  }
+
+  async apply(next: AnnotationRecord, op: 'update' | 'delete'): Promise<AnnotationOpRecord | null> {
+    const expected = next.version - 1;
+    const key = { _id: next.id, siteId: next.siteId, caseId: next.caseId };
+    for (let attempt = 0; attempt < APPEND_ATTEMPTS; attempt++) {
+      const swapped = await this.states
+        .findOneAndUpdate(
+          { ...key, version: expected, pending: null },
+          {
+            $set: {
+              geometry: next.geometry,
+              propertiesSealed: next.propertiesSealed,
+              version: next.version,
+              deleted: next.deleted,
+              updatedBy: next.updatedBy,
+              updatedAt: next.updatedAt,
+              pending: { op, version: next.version },
+            },
+          },
+          { returnDocument: 'after' },
+        )
+        .lean<AnnotationDoc>();
+      if (swapped) return this.finish(swapped);
+      const current = await this.states.findOne(key).lean<AnnotationDoc>();
+      if (!current) return null;
+      if (current.pending) {
+        // The previous op is not in the log yet: put it there first so versions stay in order.
+        await this.finish(current);
+        continue;
+      }
+      if (current.version !== expected) return null;
+      // It changed and settled between the two reads: try again.
+    }
+    throw new Error(`annotation ${next.id}: could not apply after ${APPEND_ATTEMPTS} attempts`);
+  }
+
+  async findById(siteId: string, caseId: string, id: string): Promise<AnnotationRecord | null> {
+    const doc = await this.states.findOne({ _id: id, siteId, caseId }).lean<AnnotationDoc>();
+    return doc ? annotationFromDoc(doc) : null;
+  }
+
+  async findCreateOp(siteId: string, caseId: string, clientId: string): Promise<AnnotationOpRecord | null> {
+    const doc = await this.states.findOne({ siteId, caseId, clientId }).lean<AnnotationDoc>();
+    if (!doc) return null;
+    const logged = await this.ops.findOne({ annotationId: doc._id, version: 1 }).lean<AnnotationOpDoc>();
+    if (logged) return opFromDoc(logged);
+    // The create is still on its way to the log (or its writer stopped): finish it here.
+    return doc.pending?.version === 1 ? this.finish(doc) : null;
+  }
+
+  async listCurrent(siteId: string, caseId: string, materialId?: string): Promise<AnnotationRecord[]> {
+    const filter = materialId === undefined ? { siteId, caseId, deleted: false } : { siteId, caseId, materialId, deleted: false };
+    const docs = await this.states.find(filter).sort({ createdAt: 1, _id: 1 }).lean<AnnotationDoc[]>();
+    return docs.map(annotationFromDoc);
+  }
+
+  async listOpsAfter(siteId: string, caseId: string, afterSeq: number, limit: number): Promise<AnnotationOpRecord[]> {
+    await this.finishPendingOfCase(siteId, caseId);
+    const query = this.ops.find({ siteId, caseId, seq: trusted({ $gt: afterSeq }) }).sort({ seq: 1 });
+    if (!sqlPage(query, limit)) return [];
+    const docs = await query.lean<AnnotationOpDoc[]>();
+    return docs.map(opFromDoc);
+  }
+
+  async listHistory(siteId: string, caseId: string, annotationId: string): Promise<AnnotationOpRecord[]> {
+    const state = await this.states.findOne({ _id: annotationId, siteId, caseId }).lean<AnnotationDoc>();
+    if (state?.pending) await this.finish(state);
+    const docs = await this.ops.find({ annotationId, siteId, caseId }).sort({ version: 1 }).lean<AnnotationOpDoc[]>();
+    return docs.map(opFromDoc);
+  }
+
+  async latestSeq(siteId: string, caseId: string): Promise<number> {
+    const head = await this.ops.findOne({ caseId, siteId }).sort({ seq: -1 }).select({ _id: 0, seq: 1 }).lean<{ seq: number }>();
+    return head?.seq ?? 0;
+  }
+
+  async deleteByCase(siteId: string, caseId: string): Promise<number> {
+    const res = await this.states.deleteMany({ siteId, caseId });
+    await this.ops.deleteMany({ siteId, caseId });
+    return res.deletedCount;
+  }
+}
+
 export class MongoStore implements Store {
   readonly kind = 'mongo' as const;
   readonly sites: SiteRepository;
@@ -1076,6 +1454,8 @@ export class MongoStore implements Store {
   readonly cases: CaseRepository;
   readonly materials: MaterialRepository;
   readonly transfers: TransferRepository;
+  readonly chat: ChatRepository;
+  readonly annotations: AnnotationRepository;
   #closed = false;
 
   private constructor(
@@ -1090,6 +1470,9 @@ export class MongoStore implements Store {
       materials: Model<MaterialDoc>;
       transfers: Model<TransferDoc>;
       agreements: Model<AgreementDoc>;
+      chat: Model<ChatDoc>;
+      annotations: Model<AnnotationDoc>;
+      annotationOps: Model<AnnotationOpDoc>;
     },
   ) {
     this.sites = new MongoSites(models.sites);
@@ -1100,6 +1483,8 @@ export class MongoStore implements Store {
     this.cases = new MongoCases(models.cases, models.materials);
     this.materials = new MongoMaterials(models.materials);
     this.transfers = new MongoTransfers(models.transfers, models.agreements);
+    this.chat = new MongoChat(models.chat);
+    this.annotations = new MongoAnnotations(models.annotations, models.annotationOps);
   }
 
   static async connect(uri: string): Promise<MongoStore> {
@@ -1123,6 +1508,9 @@ export class MongoStore implements Store {
         materials: conn.model<MaterialDoc>('Material', materialSchema, 'materials'),
         transfers: conn.model<TransferDoc>('Transfer', transferSchema, 'transfers'),
         agreements: conn.model<AgreementDoc>('TransferAgreement', agreementSchema, 'transfer_agreements'),
+        chat: conn.model<ChatDoc>('ChatMessage', chatSchema, 'chat_messages'),
+        annotations: conn.model<AnnotationDoc>('Annotation', annotationSchema, 'annotations'),
+        annotationOps: conn.model<AnnotationOpDoc>('AnnotationOp', annotationOpSchema, 'annotation_ops'),
       };
       const all: { init(): Promise<unknown>; syncIndexes(): Promise<unknown> }[] = Object.values(models);
       for (const model of all) {

@@ -16,9 +16,12 @@ import type {
 import type { SitePolicy } from '../../protocol/identity';
 import { DuplicateKeyError, type Store } from '../types';
 import { SqliteCases, SqliteDataKeys, SqliteMaterials, SqliteTransfers } from './cases';
+import { SqliteAnnotations, SqliteChat } from './collab';
 import { migrate } from './migrations';
 import type { CaseRepository, MaterialRepository, TransferRepository } from '../../cases/model';
 import type { DataKeyRepository } from '../../crypto/dataKeys';
+import type { AnnotationRepository } from '../../annotations/model';
+import type { ChatRepository } from '../../chat/model';
 
 export function openSqlite(file: string): Database.Database {
   if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
@@ -396,6 +399,8 @@ export class SqliteStore implements Store {
   readonly cases: CaseRepository;
   readonly materials: MaterialRepository;
   readonly transfers: TransferRepository;
+  readonly chat: ChatRepository;
+  readonly annotations: AnnotationRepository;
   #closed = false;
 
   constructor(readonly db: Database.Database) {
@@ -407,6 +412,8 @@ export class SqliteStore implements Store {
     this.cases = new SqliteCases(db);
     this.materials = new SqliteMaterials(db);
     this.transfers = new SqliteTransfers(db);
+    this.chat = new SqliteChat(db);
+    this.annotations = new SqliteAnnotations(db);
   }
 
   static open(file: string): SqliteStore {

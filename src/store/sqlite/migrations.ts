@@ -162,6 +162,67 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX transfers_from ON transfers(from_site_id, created_at);
     `,
   },
+  {
+    version: 5,
+    name: 'case chat and annotations',
+    // No foreign key to cases: deleteCaseData removes these explicitly, as on MongoDB. The
+    // unique (case_id, seq) keys are what keep each per-case sequence free of duplicates, and
+    // (case_id, client_id) what makes a retried write idempotent.
+    sql: `
+      CREATE TABLE chat_messages (
+        id TEXT PRIMARY KEY,
+        site_id TEXT NOT NULL,
+        case_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        user_id TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        text_sealed TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (case_id, seq),
+        UNIQUE (case_id, client_id)
+      ) STRICT;
+      CREATE TABLE annotations (
+        id TEXT PRIMARY KEY,
+        site_id TEXT NOT NULL,
+        case_id TEXT NOT NULL,
+        material_id TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        geometry TEXT NOT NULL,
+        properties_sealed TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_by TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (case_id, client_id)
+      ) STRICT;
+      CREATE INDEX annotations_material ON annotations(site_id, case_id, material_id, created_at);
+      -- Each op keeps the whole state it produced, so history and catch-up need no join.
+      CREATE TABLE annotation_ops (
+        case_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        site_id TEXT NOT NULL,
+        op TEXT NOT NULL,
+        annotation_id TEXT NOT NULL,
+        material_id TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        geometry TEXT NOT NULL,
+        properties_sealed TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_by TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (case_id, seq),
+        UNIQUE (annotation_id, version)
+      ) STRICT;
+    `,
+  },
 ];
 
 export function migrate(db: Database.Database): number {
