@@ -5,11 +5,14 @@ import express, { type RequestHandler } from 'express';
 import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
 import type { Config } from './config';
+import { annotationRoutes, isAnnotationImport } from './annotations/routes';
+import { AnnotationService } from './annotations/service';
 import { AuditService } from './audit/service';
 import { MaterialConverter } from './cases/converter';
 import { caseRoutes, transferRoutes, uploadRoutes } from './cases/routes';
 import { TransferService } from './cases/transfers';
 import { CaseService } from './cases/service';
+import { ChatService } from './chat/service';
 import { MaterialStorage } from './cases/storage';
 import { DataKeys } from './crypto/dataKeys';
 import { RetentionService } from './governance/retention';
@@ -66,6 +69,8 @@ export interface App {
   dataKeys: DataKeys;
   retention: RetentionService;
   transfers: TransferService;
+  annotations: AnnotationService;
+  chat: ChatService;
   /** Session middleware, shared with the Socket.IO engine later. */
   sessionMiddleware: RequestHandler;
   draining: boolean;
@@ -99,6 +104,8 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   });
   const cases = new CaseService(store, audit, dataKeys, storage, converter, config.upload, clock);
   const transfers = new TransferService(store, audit, dataKeys, storage, logger.child({ module: 'transfers' }), clock);
+  const annotations = new AnnotationService(store, audit, dataKeys, clock);
+  const chat = new ChatService(store, audit, dataKeys, clock);
   const retention = new RetentionService(store, audit, cases, logger.child({ module: 'retention' }), clock);
   identity.on('accountLocked', ({ siteId, userId, lockedUntil }) => {
     // Site admins see the lock in the user list and the audit trail; operators see this line.
@@ -197,7 +204,9 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     }
     next();
   });
-  api.use(express.json({ limit: '64kb', strict: true }));
+  const jsonBody = express.json({ limit: '64kb', strict: true });
+  // The GeoJSON import reads its own, larger body (src/annotations/routes.ts) after authentication.
+  api.use((req, res, next) => (isAnnotationImport(req) ? next() : jsonBody(req, res, next)));
   api.use(
     identityRoutes({
       identity,
@@ -214,6 +223,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   );
   api.use(caseRoutes(caseDeps));
   api.use(transferRoutes(caseDeps));
+  api.use(annotationRoutes({ annotations, auth, limiters: caseDeps.limiters }));
   api.use(notFound);
   app.use('/api', api);
   app.use(notFound);
@@ -237,6 +247,8 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     dataKeys,
     retention,
     transfers,
+    annotations,
+    chat,
     sessionMiddleware,
     get draining() {
       return state.draining;
@@ -248,6 +260,8 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
       clearInterval(sweep);
       converter.close();
       identity.removeAllListeners();
+      annotations.removeAllListeners();
+      chat.removeAllListeners();
     },
   };
 }

@@ -137,10 +137,10 @@ export class AnnotationService extends EventEmitter<AnnotationEvents> {
   private async currentForChange(actor: Actor, caseId: string, annotationId: string, baseVersion: number): Promise<AnnotationRecord> {
     const current = await this.store.annotations.findById(actor.siteId, caseId, annotationId);
     if (!current) throw new NotFoundError();
+    // Once its material is gone an annotation is gone too, whatever the client holds.
+    await this.authorizeOnMaterial(actor, caseId, current.materialId, 'annotation.write');
     if (current.version !== baseVersion) throw new VersionConflictError(await this.toPublic(current));
     if (current.deleted) throw new AppError('CONFLICT', 'This annotation has been deleted.');
-    // An annotation outlives nothing: once its material is gone it cannot change.
-    await this.authorizeOnMaterial(actor, caseId, current.materialId, 'annotation.write');
     return current;
   }
 
@@ -276,7 +276,7 @@ export class AnnotationService extends EventEmitter<AnnotationEvents> {
    */
   async since(actor: Actor, _ctx: RequestContext, caseId: string, afterSeq: number, limit = MAX_SYNC_OPS): Promise<{ ops: AnnotationOp[]; latestSeq: number }> {
     const after = parseInput(seqSchema, afterSeq);
-    const count = Math.min(Math.max(1, Math.trunc(limit)), MAX_SYNC_OPS);
+    const count = Number.isFinite(limit) ? Math.min(Math.max(1, Math.trunc(limit)), MAX_SYNC_OPS) : MAX_SYNC_OPS;
     await this.authorizeOnCase(actor, caseId, 'annotation.read');
     const latestSeq = await this.store.annotations.latestSeq(actor.siteId, caseId);
     const records = await this.store.annotations.listOpsAfter(actor.siteId, caseId, after, count);

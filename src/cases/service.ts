@@ -182,11 +182,13 @@ export class CaseService {
     });
   }
 
-  /** Deletes a case, its materials' records and files, and its data key. Returns the material count. */
+  /** Deletes a case, its materials' records and files, its chat and annotations, and its data key. Returns the material count. */
   async deleteCaseData(record: CaseRecord): Promise<number> {
     const materials = await this.store.materials.listByCase(record.siteId, record.id);
     await this.store.materials.deleteByCase(record.siteId, record.id);
     await this.store.transfers.deleteByCase(record.siteId, record.id);
+    await this.store.chat.deleteByCase(record.siteId, record.id);
+    await this.store.annotations.deleteByCase(record.siteId, record.id);
     await this.store.cases.delete(record.siteId, record.id);
     for (const m of materials) await this.storage.remove(m.id);
     // Crypto-shredding: copies of the ciphertext anywhere (backups) become unreadable.

@@ -120,7 +120,7 @@ export class ChatService extends EventEmitter<ChatEvents> {
    */
   async since(actor: Actor, _ctx: RequestContext, caseId: string, afterSeq: number, limit = MAX_CHAT_SYNC): Promise<{ messages: PublicChatMessage[]; latestSeq: number }> {
     const after = parseInput(seqSchema, afterSeq);
-    const count = Math.min(Math.max(1, Math.trunc(limit)), MAX_CHAT_SYNC);
+    const count = Number.isFinite(limit) ? Math.min(Math.max(1, Math.trunc(limit)), MAX_CHAT_SYNC) : MAX_CHAT_SYNC;
     await this.authorizeOnCase(actor, caseId, 'chat.read');
     // The latest seq is read first: a message arriving in between is then either in the page or
     // above latestSeq, never skipped by a client that trusts latestSeq.

@@ -217,11 +217,12 @@ export const importFeatureSchema = z.object({
 });
 export type ImportFeature = z.output<typeof importFeatureSchema>;
 
-/** A FeatureCollection, or the bare array of Features QuPath writes without that option. */
-export const importGeoJsonSchema = z.union([
-  z.object({ type: z.literal('FeatureCollection'), features: z.array(importFeatureSchema).max(MAX_IMPORT_FEATURES) }),
-  z.array(importFeatureSchema).max(MAX_IMPORT_FEATURES),
-]);
+export const importFeatureCollectionSchema = z.object({
+  type: z.literal('FeatureCollection'),
+  features: z.array(importFeatureSchema).max(MAX_IMPORT_FEATURES),
+});
+/** The bare array of Features QuPath writes when "Export as FeatureCollection" is not ticked. */
+export const importFeatureListSchema = z.array(importFeatureSchema).max(MAX_IMPORT_FEATURES);
 
 export interface GeoJsonFeature {
   type: 'Feature';

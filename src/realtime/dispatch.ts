@@ -121,8 +121,8 @@ export class Dispatcher {
     const known = toAppError(err);
     if (known) {
       const out: AckError = { code: known.code, message: known.message };
-      const current = (known as AppError & { data?: unknown }).data;
-      if (current !== undefined) out.current = current;
+      // VERSION_CONFLICT carries the current annotation so the client can rebase its edit.
+      if (known.code === 'VERSION_CONFLICT' && known.data?.current !== undefined) out.current = known.data.current;
       return out;
     }
     this.logger.error({ event, socketId: socket.id, err: { name: (err as Error)?.name, message: (err as Error)?.message } }, 'socket handler failed');

@@ -53,7 +53,9 @@ async function connectRedis(url: string, logger: Logger, role: string): Promise<
   return client;
 }
 
-export async function createRealtime(httpsServer: https.Server, app: App, durable: (app: App) => DurableSync, logger: Logger, options: RealtimeOptions): Promise<Realtime> {
+export type DurableFactory = (app: App) => DurableSync & { register(socket: Socket, state: SocketState, deps: RoomHandlerDeps): void };
+
+export async function createRealtime(httpsServer: https.Server, app: App, durable: DurableFactory, logger: Logger, options: RealtimeOptions): Promise<Realtime> {
   const nodeId = randomBytes(6).toString('hex');
   const log = logger.child({ module: 'realtime', nodeId });
   const io = new Server(httpsServer, {
@@ -89,12 +91,13 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
     socket.disconnect(true);
   };
   const dispatcher = new Dispatcher(sessions, log, (socket, reason) => endSession(socket, REASON_BY_VALIDATION[reason]));
+  const durableStreams = durable(app);
   const deps: RoomHandlerDeps = {
     store: app.store,
     audit: app.audit,
     rooms,
     dispatcher,
-    durable: durable(app),
+    durable: durableStreams,
     presenterRoles: ['clinician', 'site_admin'],
   };
 
@@ -119,8 +122,7 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
     const state = (socket.data as { state: SocketState }).state;
     void socket.join([state.identity.sessionRoom, state.identity.userRoom]);
     registerRoomHandlers(socket, state, deps);
-    const extraHandlers = (durable as unknown as { register?: (s: Socket, st: SocketState, d: RoomHandlerDeps) => void }).register;
-    extraHandlers?.(socket, state, deps);
+    durableStreams.register(socket, state, deps);
 
     // At the session's deadline, re-read it: expired means the socket closes now, not later.
     let timer: NodeJS.Timeout | null = null;
@@ -168,6 +170,14 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
     );
   };
   app.converter.on('progress', onProgress);
+  // Durable writes are broadcast once persisted, from the node that wrote them, to every node.
+  const toRoom = (caseId: string) => (io as unknown as Server<Record<string, never>, ServerToClientEvents>).to(roomName(caseId));
+  const onChat = ({ caseId, message }: { caseId: string; message: unknown }) => toRoom(caseId).emit('chat:message', { caseId, message });
+  const onOps = ({ caseId, ops }: { caseId: string; ops: unknown[] }) => {
+    for (const op of ops) toRoom(caseId).emit('annotation:op', { caseId, op });
+  };
+  app.chat.on('message', onChat);
+  app.annotations.on('ops', onOps);
 
   let closed = false;
   return {
@@ -179,6 +189,8 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
       closed = true;
       app.identity.off('sessionsEnded', onEnded);
       app.converter.off('progress', onProgress);
+      app.chat.off('message', onChat);
+      app.annotations.off('ops', onOps);
       await rooms.close();
       io.disconnectSockets(true);
       await new Promise<void>((resolve) => {

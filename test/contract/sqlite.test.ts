@@ -94,6 +94,34 @@ describe('SQLite store: durability and integrity', () => {
     expect((await audit.verify()).breaks).toEqual([]);
   });
 
+  test('createMany is one transaction: a batch with a clientId already in the case stores none of it', async () => {
+    store = SqliteStore.open(tempFile());
+    const now = '2030-01-01T00:00:00.000Z';
+    const record = (id: string, clientId: string) => ({
+      id,
+      siteId: 'site-a',
+      caseId: 'case-1',
+      materialId: 'material-1',
+      clientId,
+      kind: 'point' as const,
+      geometry: { type: 'Point' as const, coordinates: [1, 2] as [number, number] },
+      propertiesSealed: 'e1.key.sealed',
+      version: 1,
+      deleted: false,
+      createdBy: 'user-1',
+      createdAt: now,
+      updatedBy: 'user-1',
+      updatedAt: now,
+    });
+    await store.annotations.create(record('first', 'client-taken'));
+    await expect(store.annotations.createMany([record('a', 'client-a'), record('b', 'client-b'), record('c', 'client-taken')])).rejects.toMatchObject({
+      name: 'DuplicateKeyError',
+      key: 'annotation.clientId',
+    });
+    expect((await store.annotations.listCurrent('site-a', 'case-1')).map((a) => a.id)).toEqual(['first']);
+    expect(await store.annotations.latestSeq('site-a', 'case-1')).toBe(1);
+  });
+
   test('a database whose schema is newer than this code refuses to open, naming both versions', async () => {
     const file = tempFile();
     store = SqliteStore.open(file);

@@ -1,11 +1,13 @@
 // The repository contract every Store implementation must honour (src/store/types.ts and the
-// interfaces in src/identity/repository.ts, src/audit/model.ts, src/crypto/dataKeys.ts and
-// src/cases/model.ts). Each implementation's test file calls describeStoreContract with a
+// interfaces in src/identity/repository.ts, src/audit/model.ts, src/crypto/dataKeys.ts,
+// src/cases/model.ts, src/chat/model.ts and src/annotations/model.ts). Each implementation's test file calls describeStoreContract with a
 // factory; every test gets a fresh, empty store.
+import type { AnnotationOpRecord, AnnotationRecord } from '../../src/annotations/model';
 import { hashRecord } from '../../src/audit/chain';
 import { GENESIS_HASH, SYSTEM_CHAIN, type AuditRecord } from '../../src/audit/model';
 import { ANONYMOUS_ACTOR, AuditService } from '../../src/audit/service';
 import type { CaseListFilter, CaseRecord, MaterialRecord, TransferAgreement, TransferRecord } from '../../src/cases/model';
+import type { ChatMessageRecord } from '../../src/chat/model';
 import type { DataKeyRecord } from '../../src/crypto/dataKeys';
 import { DEFAULT_POLICY, NO_PERMISSIONS, type SiteRecord, type UserRecord } from '../../src/identity/model';
 import type { LockoutRule, SessionRecord } from '../../src/identity/repository';
@@ -123,6 +125,41 @@ function transfer(fromSiteId: string, toSiteId: string, id: string, overrides: P
 
 function agreement(receiverSiteId: string, senderSiteId: string, overrides: Partial<TransferAgreement> = {}): TransferAgreement {
   return { receiverSiteId, senderSiteId, createdAt: iso(T0), createdBy: 'admin-user', ...overrides };
+}
+
+function chatMessage(siteId: string, caseId: string, seq: number, overrides: Partial<ChatMessageRecord> = {}): ChatMessageRecord {
+  return {
+    id: newId(),
+    siteId,
+    caseId,
+    seq,
+    userId: 'author-id',
+    userName: 'Dr Author',
+    textSealed: `e1.key.text-${seq}`,
+    clientId: newId(),
+    createdAt: iso(T0 + seq * 1000),
+    ...overrides,
+  };
+}
+
+function annotation(siteId: string, caseId: string, id: string, overrides: Partial<AnnotationRecord> = {}): AnnotationRecord {
+  return {
+    id,
+    siteId,
+    caseId,
+    materialId: 'material-1',
+    clientId: `client-of-${id}`,
+    kind: 'point',
+    geometry: { type: 'Point', coordinates: [1024.5, 768.25] },
+    propertiesSealed: `e1.key.props-${id}-v1`,
+    version: 1,
+    deleted: false,
+    createdBy: 'author-id',
+    createdAt: iso(T0),
+    updatedBy: 'author-id',
+    updatedAt: iso(T0),
+    ...overrides,
+  };
 }
 
 /** A valid chain record built on `head`, as AuditService would build it. */
@@ -1141,6 +1178,265 @@ export function describeStoreContract(name: string, open: () => Promise<Store>):
         const again = agreement('site-a', 'site-b', { createdAt: iso(T0 + MINUTE), createdBy: 'second-admin' });
         await store.transfers.putAgreement(again);
         expect(await store.transfers.listSenders('site-a')).toStrictEqual([again]);
+      });
+    });
+
+    describe('chat', () => {
+      const seqs = (list: ChatMessageRecord[]) => list.map((m) => m.seq);
+
+      test('append hands build the next seq of the case (1, 2, 3...), stores what it returns, and reads back exactly', async () => {
+        const offered: number[] = [];
+        const stored: ChatMessageRecord[] = [];
+        for (const i of [0, 1, 2]) {
+          const returned = await store.chat.append('site-a', 'case-1', (seq) => {
+            offered.push(seq);
+            return chatMessage('site-a', 'case-1', seq, { clientId: `client-${i}`, userName: 'Dr Ève Müller' });
+          });
+          stored.push(returned);
+        }
+        expect(offered).toEqual([1, 2, 3]);
+        expect(stored[1]).toStrictEqual(chatMessage('site-a', 'case-1', 2, { id: stored[1]!.id, clientId: 'client-1', userName: 'Dr Ève Müller' }));
+        expect(await store.chat.listAfter('site-a', 'case-1', 0, 100)).toStrictEqual(stored);
+        expect(await store.chat.findByClientId('site-a', 'case-1', 'client-2')).toStrictEqual(stored[2]);
+        expect(await store.chat.findByClientId('site-a', 'case-1', 'no-such-client')).toBeNull();
+        expect(await store.chat.latestSeq('site-a', 'case-1')).toBe(3);
+      });
+
+      test('each case has its own sequence starting at 1; latestSeq of an empty case is 0', async () => {
+        await store.chat.append('site-a', 'case-1', (seq) => chatMessage('site-a', 'case-1', seq));
+        await store.chat.append('site-a', 'case-1', (seq) => chatMessage('site-a', 'case-1', seq));
+        const other = await store.chat.append('site-a', 'case-2', (seq) => chatMessage('site-a', 'case-2', seq));
+        expect(other.seq).toBe(1);
+        expect(await store.chat.latestSeq('site-a', 'case-1')).toBe(2);
+        expect(await store.chat.latestSeq('site-a', 'case-3')).toBe(0);
+      });
+
+      test('listAfter pages in seq order with afterSeq and limit', async () => {
+        for (let i = 0; i < 5; i++) await store.chat.append('site-a', 'case-1', (seq) => chatMessage('site-a', 'case-1', seq));
+        const page = async (after: number, limit: number) => seqs(await store.chat.listAfter('site-a', 'case-1', after, limit));
+        expect(await page(0, 2)).toEqual([1, 2]);
+        expect(await page(2, 2)).toEqual([3, 4]);
+        expect(await page(4, 2)).toEqual([5]);
+        expect(await page(5, 2)).toEqual([]);
+        expect(await page(1, 100)).toEqual([2, 3, 4, 5]);
+      });
+
+      test('20 concurrent appends to one case produce seq 1..20 with no gap or duplicate, each message once', async () => {
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => store.chat.append('site-a', 'case-1', (seq) => chatMessage('site-a', 'case-1', seq, { clientId: `concurrent-${i}` }))),
+        );
+        const expected = Array.from({ length: 20 }, (_, i) => i + 1);
+        expect(results.map((r) => r.seq).sort((x, y) => x - y)).toEqual(expected);
+        const stored = await store.chat.listAfter('site-a', 'case-1', 0, 100);
+        expect(seqs(stored)).toEqual(expected);
+        expect(stored.map((m) => m.clientId).sort()).toEqual(results.map((r) => r.clientId).sort());
+        expect(new Set(stored.map((m) => m.clientId)).size).toBe(20);
+      });
+
+      test('a clientId already used in the case throws DuplicateKeyError(chat.clientId), stores nothing and takes no seq; another case may reuse it', async () => {
+        const first = await store.chat.append('site-a', 'case-1', (seq) => chatMessage('site-a', 'case-1', seq, { clientId: 'same-client-id' }));
+        const err = await rejection(store.chat.append('site-a', 'case-1', (seq) => chatMessage('site-a', 'case-1', seq, { clientId: 'same-client-id' })));
+        expect(err).toBeInstanceOf(DuplicateKeyError);
+        expect((err as DuplicateKeyError).key).toBe('chat.clientId');
+        expect(await store.chat.listAfter('site-a', 'case-1', 0, 100)).toStrictEqual([first]);
+        const next = await store.chat.append('site-a', 'case-1', (seq) => chatMessage('site-a', 'case-1', seq));
+        expect(next.seq).toBe(2);
+        expect((await store.chat.append('site-a', 'case-2', (seq) => chatMessage('site-a', 'case-2', seq, { clientId: 'same-client-id' }))).seq).toBe(1);
+      });
+
+      test('reads are scoped by site: another site sees no message, no clientId and seq 0', async () => {
+        await store.chat.append('site-a', 'case-1', (seq) => chatMessage('site-a', 'case-1', seq, { clientId: 'client-a' }));
+        expect(await store.chat.listAfter('site-b', 'case-1', 0, 100)).toEqual([]);
+        expect(await store.chat.findByClientId('site-b', 'case-1', 'client-a')).toBeNull();
+        expect(await store.chat.latestSeq('site-b', 'case-1')).toBe(0);
+      });
+
+      test("deleteByCase deletes that case's messages in that site only and returns how many", async () => {
+        for (let i = 0; i < 3; i++) await store.chat.append('site-a', 'case-1', (seq) => chatMessage('site-a', 'case-1', seq));
+        await store.chat.append('site-a', 'case-2', (seq) => chatMessage('site-a', 'case-2', seq));
+        await store.chat.append('site-b', 'case-3', (seq) => chatMessage('site-b', 'case-3', seq));
+        expect(await store.chat.deleteByCase('site-b', 'case-1')).toBe(0);
+        expect(await store.chat.latestSeq('site-a', 'case-1')).toBe(3);
+        expect(await store.chat.deleteByCase('site-a', 'case-1')).toBe(3);
+        expect(await store.chat.deleteByCase('site-a', 'case-1')).toBe(0);
+        expect(await store.chat.listAfter('site-a', 'case-1', 0, 100)).toEqual([]);
+        expect(seqs(await store.chat.listAfter('site-a', 'case-2', 0, 100))).toEqual([1]);
+        expect(seqs(await store.chat.listAfter('site-b', 'case-3', 0, 100))).toEqual([1]);
+      });
+    });
+
+    describe('annotations', () => {
+      const seqs = (list: AnnotationOpRecord[]) => list.map((o) => o.seq);
+      const ids = (list: AnnotationRecord[]) => list.map((a) => a.id);
+
+      /** The next version of `a` as a service would build it. */
+      function changed(a: AnnotationRecord, over: Partial<AnnotationRecord> = {}): AnnotationRecord {
+        return { ...a, version: a.version + 1, propertiesSealed: `e1.key.props-${a.id}-v${a.version + 1}`, updatedBy: 'editor', updatedAt: iso(T0 + a.version * MINUTE), ...over };
+      }
+
+      test('create stores version 1 with its create op under seq 1, 2...; every field round-trips (float and negative coordinates, holes)', async () => {
+        const polygon = annotation('site-a', 'case-1', 'ann-1', {
+          kind: 'polygon',
+          geometry: {
+            type: 'Polygon',
+            coordinates: [
+              [[0.5, -1.25], [100, 0], [100, 100], [0, 100], [0.5, -1.25]],
+              [[10, 10], [20, 10], [20, 20], [10, 10]],
+            ],
+          },
+        });
+        const point = annotation('site-a', 'case-1', 'ann-2', { clientId: 'client-2', createdAt: iso(T0 + 1000), updatedAt: iso(T0 + 1000) });
+        expect(await store.annotations.create(polygon)).toStrictEqual({ seq: 1, op: 'create', annotation: polygon });
+        expect(await store.annotations.create(point)).toStrictEqual({ seq: 2, op: 'create', annotation: point });
+        expect(await store.annotations.findById('site-a', 'case-1', 'ann-1')).toStrictEqual(polygon);
+        expect(await store.annotations.findCreateOp('site-a', 'case-1', 'client-2')).toStrictEqual({ seq: 2, op: 'create', annotation: point });
+        expect(await store.annotations.findCreateOp('site-a', 'case-1', 'no-such-client')).toBeNull();
+        expect(await store.annotations.listOpsAfter('site-a', 'case-1', 0, 100)).toStrictEqual([
+          { seq: 1, op: 'create', annotation: polygon },
+          { seq: 2, op: 'create', annotation: point },
+        ]);
+        expect(await store.annotations.latestSeq('site-a', 'case-1')).toBe(2);
+        // Another case has its own sequence.
+        expect((await store.annotations.create(annotation('site-a', 'case-2', 'ann-3'))).seq).toBe(1);
+      });
+
+      test('20 concurrent creates in one case produce seq 1..20 with no gap or duplicate', async () => {
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => store.annotations.create(annotation('site-a', 'case-1', `ann-${i}`, { clientId: `client-${i}` }))),
+        );
+        const expected = Array.from({ length: 20 }, (_, i) => i + 1);
+        expect(seqs(results).sort((x, y) => x - y)).toEqual(expected);
+        const log = await store.annotations.listOpsAfter('site-a', 'case-1', 0, 100);
+        expect(seqs(log)).toEqual(expected);
+        expect(new Set(log.map((o) => o.annotation.id)).size).toBe(20);
+      });
+
+      test('a clientId already used in the case throws DuplicateKeyError(annotation.clientId) and stores nothing', async () => {
+        await store.annotations.create(annotation('site-a', 'case-1', 'ann-1', { clientId: 'same-client-id' }));
+        const err = await rejection(store.annotations.create(annotation('site-a', 'case-1', 'ann-2', { clientId: 'same-client-id' })));
+        expect(err).toBeInstanceOf(DuplicateKeyError);
+        expect((err as DuplicateKeyError).key).toBe('annotation.clientId');
+        expect(await store.annotations.findById('site-a', 'case-1', 'ann-2')).toBeNull();
+        expect(await store.annotations.latestSeq('site-a', 'case-1')).toBe(1);
+        expect((await store.annotations.create(annotation('site-a', 'case-2', 'ann-3', { clientId: 'same-client-id' }))).seq).toBe(1);
+      });
+
+      test('apply is a compare-and-swap on the version: the next version lands with its op; a stale one returns null and changes nothing', async () => {
+        const v1 = annotation('site-a', 'case-1', 'ann-1');
+        await store.annotations.create(v1);
+        const v2 = changed(v1, { geometry: { type: 'Point', coordinates: [7, 8] } });
+        expect(await store.annotations.apply(v2, 'update')).toStrictEqual({ seq: 2, op: 'update', annotation: v2 });
+        expect(await store.annotations.findById('site-a', 'case-1', 'ann-1')).toStrictEqual(v2);
+
+        // Someone else's change built on version 1 (stale) is refused.
+        const stale = changed(v1, { propertiesSealed: 'e1.key.stale' });
+        expect(await store.annotations.apply(stale, 'update')).toBeNull();
+        // A version that skips one is refused too.
+        expect(await store.annotations.apply(changed(v2, { version: 4 }), 'update')).toBeNull();
+        expect(await store.annotations.findById('site-a', 'case-1', 'ann-1')).toStrictEqual(v2);
+
+        const v3 = changed(v2, { deleted: true });
+        expect(await store.annotations.apply(v3, 'delete')).toStrictEqual({ seq: 3, op: 'delete', annotation: v3 });
+        expect(await store.annotations.latestSeq('site-a', 'case-1')).toBe(3);
+        expect(await store.annotations.listHistory('site-a', 'case-1', 'ann-1')).toStrictEqual([
+          { seq: 1, op: 'create', annotation: v1 },
+          { seq: 2, op: 'update', annotation: v2 },
+          { seq: 3, op: 'delete', annotation: v3 },
+        ]);
+      });
+
+      test('apply changes only the mutable state: identity, material, client id and creation stay as stored', async () => {
+        const v1 = annotation('site-a', 'case-1', 'ann-1');
+        await store.annotations.create(v1);
+        const smuggled = changed(v1, { materialId: 'other-material', clientId: 'other-client', kind: 'line', createdBy: 'impostor', createdAt: iso(T0 - MINUTE) });
+        const op = await store.annotations.apply(smuggled, 'update');
+        const expected = { ...smuggled, materialId: v1.materialId, clientId: v1.clientId, kind: v1.kind, createdBy: v1.createdBy, createdAt: v1.createdAt };
+        expect(op).toStrictEqual({ seq: 2, op: 'update', annotation: expected });
+        expect(await store.annotations.findById('site-a', 'case-1', 'ann-1')).toStrictEqual(expected);
+      });
+
+      test('apply is scoped by site and case: elsewhere, or for an unknown id, it returns null', async () => {
+        const v1 = annotation('site-a', 'case-1', 'ann-1');
+        await store.annotations.create(v1);
+        expect(await store.annotations.apply(changed(v1, { siteId: 'site-b' }), 'update')).toBeNull();
+        expect(await store.annotations.apply(changed(v1, { caseId: 'case-2' }), 'update')).toBeNull();
+        expect(await store.annotations.apply(changed(v1, { id: 'no-such-annotation' }), 'update')).toBeNull();
+        expect(await store.annotations.findById('site-a', 'case-1', 'ann-1')).toStrictEqual(v1);
+        expect(await store.annotations.latestSeq('site-a', 'case-1')).toBe(1);
+      });
+
+      test('of 10 concurrent applies on the same version exactly one wins', async () => {
+        const v1 = annotation('site-a', 'case-1', 'ann-1');
+        await store.annotations.create(v1);
+        const results = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => store.annotations.apply(changed(v1, { propertiesSealed: `e1.key.writer-${i}` }), 'update')),
+        );
+        const winners = results.filter((r) => r !== null);
+        expect(winners).toHaveLength(1);
+        expect(winners[0]!.seq).toBe(2);
+        expect(await store.annotations.findById('site-a', 'case-1', 'ann-1')).toStrictEqual(winners[0]!.annotation);
+        expect(seqs(await store.annotations.listOpsAfter('site-a', 'case-1', 0, 100))).toEqual([1, 2]);
+      });
+
+      test('listCurrent: not deleted, of the case or one material, by createdAt then id, scoped by site', async () => {
+        await store.annotations.create(annotation('site-a', 'case-1', 'c', { clientId: 'client-c', createdAt: iso(T0 + 1000) }));
+        await store.annotations.create(annotation('site-a', 'case-1', 'a', { clientId: 'client-a', createdAt: iso(T0 + 2000) }));
+        await store.annotations.create(annotation('site-a', 'case-1', 'b', { clientId: 'client-b', createdAt: iso(T0 + 1000), materialId: 'material-2' }));
+        const gone = annotation('site-a', 'case-1', 'd', { clientId: 'client-d' });
+        await store.annotations.create(gone);
+        await store.annotations.apply(changed(gone, { deleted: true }), 'delete');
+        await store.annotations.create(annotation('site-a', 'case-2', 'e', { clientId: 'client-e' }));
+
+        expect(ids(await store.annotations.listCurrent('site-a', 'case-1'))).toEqual(['b', 'c', 'a']);
+        expect(ids(await store.annotations.listCurrent('site-a', 'case-1', 'material-1'))).toEqual(['c', 'a']);
+        expect(ids(await store.annotations.listCurrent('site-a', 'case-1', 'material-2'))).toEqual(['b']);
+        expect(await store.annotations.listCurrent('site-b', 'case-1')).toEqual([]);
+        expect(await store.annotations.findById('site-b', 'case-1', 'a')).toBeNull();
+        expect(await store.annotations.findById('site-a', 'case-2', 'a')).toBeNull();
+      });
+
+      test('listOpsAfter pages in seq order; another site sees no op and seq 0', async () => {
+        for (let i = 0; i < 5; i++) await store.annotations.create(annotation('site-a', 'case-1', `ann-${i}`, { clientId: `client-${i}` }));
+        const page = async (after: number, limit: number) => seqs(await store.annotations.listOpsAfter('site-a', 'case-1', after, limit));
+        expect(await page(0, 2)).toEqual([1, 2]);
+        expect(await page(2, 2)).toEqual([3, 4]);
+        expect(await page(4, 2)).toEqual([5]);
+        expect(await page(5, 2)).toEqual([]);
+        expect(await store.annotations.listOpsAfter('site-b', 'case-1', 0, 100)).toEqual([]);
+        expect(await store.annotations.latestSeq('site-b', 'case-1')).toBe(0);
+        expect(await store.annotations.listHistory('site-b', 'case-1', 'ann-0')).toEqual([]);
+        expect(await store.annotations.findCreateOp('site-b', 'case-1', 'client-0')).toBeNull();
+      });
+
+      test('createMany stores each in order under consecutive seqs', async () => {
+        await store.annotations.create(annotation('site-a', 'case-1', 'first', { clientId: 'client-first' }));
+        const batch = Array.from({ length: 5 }, (_, i) => annotation('site-a', 'case-1', `batch-${i}`, { clientId: `client-batch-${i}` }));
+        const ops = await store.annotations.createMany(batch);
+        expect(ops).toStrictEqual(batch.map((annotation, i) => ({ seq: i + 2, op: 'create', annotation })));
+        expect(await store.annotations.createMany([])).toEqual([]);
+        expect(await store.annotations.latestSeq('site-a', 'case-1')).toBe(6);
+      });
+
+      test("deleteByCase deletes that case's annotations and ops in that site only and returns how many annotations", async () => {
+        const a = annotation('site-a', 'case-1', 'ann-1', { clientId: 'client-1' });
+        await store.annotations.create(a);
+        await store.annotations.apply(changed(a), 'update');
+        await store.annotations.create(annotation('site-a', 'case-1', 'ann-2', { clientId: 'client-2' }));
+        await store.annotations.create(annotation('site-a', 'case-2', 'ann-3', { clientId: 'client-3' }));
+        await store.annotations.create(annotation('site-b', 'case-3', 'ann-4', { clientId: 'client-4' }));
+
+        expect(await store.annotations.deleteByCase('site-b', 'case-1')).toBe(0);
+        expect(await store.annotations.latestSeq('site-a', 'case-1')).toBe(3);
+        expect(await store.annotations.deleteByCase('site-a', 'case-1')).toBe(2);
+        expect(await store.annotations.deleteByCase('site-a', 'case-1')).toBe(0);
+        expect(await store.annotations.findById('site-a', 'case-1', 'ann-1')).toBeNull();
+        expect(await store.annotations.listOpsAfter('site-a', 'case-1', 0, 100)).toEqual([]);
+        expect(await store.annotations.listHistory('site-a', 'case-1', 'ann-1')).toEqual([]);
+        expect(await store.annotations.latestSeq('site-a', 'case-1')).toBe(0);
+        expect(ids(await store.annotations.listCurrent('site-a', 'case-2'))).toEqual(['ann-3']);
+        expect(ids(await store.annotations.listCurrent('site-b', 'case-3'))).toEqual(['ann-4']);
+        // The client ids are free again in that case.
+        expect((await store.annotations.create(annotation('site-a', 'case-1', 'ann-5', { clientId: 'client-1' }))).seq).toBe(1);
       });
     });
 

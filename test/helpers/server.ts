@@ -190,8 +190,8 @@ export function socketFor(url: string, ca: string, client: TestClient, origin?: 
 }
 
 /** Emits with an ack and resolves with the ack envelope. */
-export function call<T = unknown>(socket: ClientSocket, event: string, payload: unknown): Promise<{ ok: true; data: T } | { ok: false; error: { code: string; message: string; current?: unknown } }> {
-  return socket.timeout(10_000).emitWithAck(event, payload) as never;
+export function call<T = unknown>(socket: ClientSocket, event: string, payload: unknown, timeoutMs = 10_000): Promise<{ ok: true; data: T } | { ok: false; error: { code: string; message: string; current?: unknown } }> {
+  return socket.timeout(timeoutMs).emitWithAck(event, payload) as never;
 }
 
 /** Connects and resolves once connected, or rejects with the server's refusal. */
