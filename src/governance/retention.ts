@@ -1,6 +1,6 @@
 // Retention (seed 003: "purge a study after 30 days ... down to 24 hours"): each site's cases
 // older than its retention period are deleted with everything they hold (materials, tiles,
-// originals, their data key; later annotations, chat and follow-ups). Each run is audited per
+// originals, annotations, chat, outgoing transfers and their data key). Each run is audited per
 // site: when, what and how many. Audit records themselves are kept.
 import type { AuditService } from '../audit/service';
 import type { CaseService } from '../cases/service';
