@@ -24,8 +24,9 @@ import { memoryLimiters, rateLimitByIp, type LimiterFactory } from './http/rateL
 import { createAuthenticator, createSessionMiddleware, RepositorySessionStore, SESSION_COOKIE } from './http/session';
 import { identityRoutes } from './identity/routes';
 import { IdentityService } from './identity/service';
-import { healthRoutes } from './observability/health';
+import { healthRoutes, type ReadinessCheck } from './observability/health';
 import type { Logger } from './observability/logger';
+import { Metrics } from './observability/metrics';
 import type { Store } from './store/types';
 
 export interface AppDeps {
@@ -35,6 +36,7 @@ export interface AppDeps {
   /** Rate limiter backend; in-memory unless the caller passes a shared (Redis) one. */
   limiters?: LimiterFactory;
   clock?: () => Date;
+  metrics?: Metrics;
 }
 
 export type AppConfig = Pick<Config, 'trustProxyHops' | 'sessionAbsoluteMs' | 'publicUrl' | 'dataDir' | 'upload'> & {
@@ -62,6 +64,9 @@ export const DEFAULT_RATE_LIMITS = {
 export interface App {
   handler: express.Express;
   store: Store;
+  metrics: Metrics;
+  /** Parts with external dependencies (Redis, media) add their checks for /readyz. */
+  readinessChecks: ReadinessCheck[];
   identity: IdentityService;
   audit: AuditService;
   cases: CaseService;
@@ -85,7 +90,12 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   const limits = { ...DEFAULT_RATE_LIMITS, ...config.rateLimits };
   const makeLimiter = deps.limiters ?? memoryLimiters;
 
-  const audit = new AuditService(store.audit, clock);
+  const metrics = deps.metrics ?? new Metrics();
+  const audit = new AuditService(store.audit, clock, (record) => {
+    metrics.auditRecords.inc({ type: record.type, outcome: String(record.outcome) });
+    if (record.type === 'auth.login' && record.outcome !== 0) metrics.loginFailures.inc();
+    if (record.type === 'auth.lockout') metrics.lockouts.inc();
+  });
   const dataKeys = new DataKeys(store.dataKeys, deps.keyring);
   const identity = new IdentityService(store, audit, dataKeys, clock);
   const storage = new MaterialStorage(config.dataDir);
@@ -120,6 +130,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   const app = express();
   const state = { draining: false };
   app.disable('x-powered-by');
+  app.use(metrics.httpMiddleware());
   // No ETags anywhere: tiles and case data are per-user and must not be revalidated from caches.
   app.set('etag', false);
   app.set('trust proxy', config.trustProxyHops);
@@ -162,7 +173,8 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     }),
   );
 
-  app.use(healthRoutes(store, () => state.draining));
+  const readinessChecks: ReadinessCheck[] = [];
+  app.use(healthRoutes(store, () => state.draining, readinessChecks));
 
   const api = express.Router();
   api.use((_req, res, next) => {
@@ -240,6 +252,8 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   return {
     handler: app,
     store,
+    metrics,
+    readinessChecks,
     identity,
     audit,
     cases,

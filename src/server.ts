@@ -57,6 +57,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
     );
     await app.cases.recover(logger.child({ module: 'recovery' }), async (m) => (m.width ? { kind: 'demo', size: m.width } : null));
     const demoAccounts = config.demoSeed ? await seedIfEmpty(store, app.identity, app.cases, { demoSlide: config.demoSlide }) : null;
+    const metricsServer = config.metricsPort > 0 ? await app.metrics.listen(config.metricsPort, config.host) : null;
     const stopRetention = config.retentionPurgeMs > 0 ? app.retention.schedule(config.retentionPurgeMs) : () => undefined;
     const servers = createDualServer(tls, app.handler, config.publicUrl);
     const allowedOrigins = [new URL(config.publicUrl).origin];
@@ -92,6 +93,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
           app.draining = true;
           stopRetention();
           await realtime.close();
+          metricsServer?.close();
           await servers.drain(config.shutdownGraceMs);
           await app.close();
           await store.close();

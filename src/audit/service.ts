@@ -30,13 +30,15 @@ export class AuditService {
   constructor(
     private readonly repo: AuditRepository,
     private readonly clock: () => Date = () => new Date(),
+    /** Told of every appended record (metrics). */
+    private readonly onRecord: (record: AuditRecord) => void = () => undefined,
   ) {}
 
   async record(event: AuditEventInput): Promise<AuditRecord> {
     const siteId = event.siteId ?? SYSTEM_CHAIN;
     const time = this.clock().toISOString();
     const id = newId();
-    return this.repo.appendChained(siteId, (head) => {
+    const record = await this.repo.appendChained(siteId, (head) => {
       const body = {
         id,
         siteId,
@@ -57,6 +59,8 @@ export class AuditService {
       };
       return { ...body, hash: hashRecord(body) };
     });
+    this.onRecord(record);
+    return record;
   }
 
   /** Walks every chain (or one) and reports the first broken record of each, with counts. */

@@ -9,6 +9,7 @@ import { toAppError } from '../http/errors';
 import type { Action } from '../identity/authorize';
 import { requireAuthorized } from '../identity/authorize';
 import type { Logger } from '../observability/logger';
+import type { Metrics } from '../observability/metrics';
 import type { Ack, AckError } from '../protocol/realtime';
 import type { SocketIdentity, SocketSessions, Validation } from './socketSession';
 
@@ -61,6 +62,7 @@ export class Dispatcher {
     private readonly sessions: SocketSessions,
     private readonly logger: Logger,
     private readonly onSessionEnded: (socket: Socket, reason: Exclude<Validation, { ok: true }>['reason']) => void,
+    private readonly metrics?: Metrics,
   ) {
     this.#limiters = Object.fromEntries(
       Object.entries(RATE_LIMITS).map(([name, spec]) => [name, new RateLimiterMemory({ keyPrefix: `sock-${name}`, ...spec })]),
@@ -73,10 +75,15 @@ export class Dispatcher {
       const ack = typeof last === 'function' ? (last as (r: Ack<unknown>) => void) : null;
       const payload = args.length > (ack ? 1 : 0) ? args[0] : undefined;
       if (!ack && !spec.volatile) return; // nobody to answer: a client bug or a probe; ignore it
+      const end = this.metrics?.socketEventDuration.startTimer({ event });
       this.run(socket, state, event, spec, handler, payload).then(
-        (data) => ack?.({ ok: true, data: data ?? null }),
+        (data) => {
+          end?.({ outcome: 'ok' });
+          ack?.({ ok: true, data: data ?? null });
+        },
         (err: unknown) => {
           const error = this.toAckError(err, event, socket);
+          end?.({ outcome: error.code });
           ack?.({ ok: false, error });
           // The answer goes out first, then the socket closes: the client learns why.
           if (err instanceof SessionEndedError) this.onSessionEnded(socket, err.reason);

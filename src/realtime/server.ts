@@ -80,6 +80,7 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
     redisClients = [pub, sub, cmd];
     io.adapter(createAdapter(pub, sub));
     state = new RedisRoomState(cmd);
+    app.readinessChecks.push({ name: 'redis', check: async () => cmd.isReady && (await cmd.ping()) === 'PONG' });
   } else {
     state = new MemoryRoomState();
   }
@@ -90,7 +91,8 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
     socket.emit('session:ended', { reason });
     socket.disconnect(true);
   };
-  const dispatcher = new Dispatcher(sessions, log, (socket, reason) => endSession(socket, REASON_BY_VALIDATION[reason]));
+  const dispatcher = new Dispatcher(sessions, log, (socket, reason) => endSession(socket, REASON_BY_VALIDATION[reason]), app.metrics);
+  app.metrics.roomCount = () => rooms.size;
   const durableStreams = durable(app);
   const deps: RoomHandlerDeps = {
     store: app.store,
@@ -120,6 +122,7 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
 
   io.on('connection', (socket) => {
     const state = (socket.data as { state: SocketState }).state;
+    app.metrics.sockets.inc();
     void socket.join([state.identity.sessionRoom, state.identity.userRoom]);
     registerRoomHandlers(socket, state, deps);
     durableStreams.register(socket, state, deps);
@@ -143,6 +146,7 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
     schedule();
 
     socket.on('disconnect', () => {
+      app.metrics.sockets.dec();
       if (timer) clearTimeout(timer);
       dispatcher.forget(socket.id);
       for (const caseId of [...state.rooms.keys()]) {

@@ -104,7 +104,10 @@ test('Redis killed and restarted: presence and delivery resume', async () => {
   await call(presenter, 'presenter:take', { caseId });
 
   await redis.kill();
+  // While Redis is down the node says it is not ready, so a load balancer can route around it.
+  await waitFor(async () => (await a.client().get('/readyz')).status === 503, 'node A reports not ready without Redis', 10_000, 100);
   await redis.restart();
+  await waitFor(async () => (await a.client().get('/readyz')).status === 200, 'node A is ready again', 15_000, 100);
   // The adapter reconnects by itself; the presenter role was volatile state and may be gone.
   await waitFor(async () => {
     const took = await call(presenter, 'presenter:take', { caseId });

@@ -1,0 +1,22 @@
+// Vite build of the browser client: client/ is the root, the bundle goes to client/dist, which the
+// server serves (src/http/static.ts). The page runs under a CSP without inline script or style,
+// so nothing may be inlined into index.html.
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vite';
+
+export default defineConfig({
+  root: fileURLToPath(new URL('.', import.meta.url)),
+  base: '/',
+  publicDir: false,
+  build: {
+    outDir: 'dist',
+    emptyOutDir: true,
+    target: 'es2022',
+    // The polyfill would be an inline <script>, which script-src 'self' refuses.
+    modulePreload: { polyfill: false },
+    // No data: URLs for assets: everything is a same-origin file with a hashed name.
+    assetsInlineLimit: 0,
+    sourcemap: false,
+    chunkSizeWarningLimit: 600,
+  },
+});
