@@ -9,5 +9,7 @@ module.exports = {
   // require(esm), but Jest's module loader does not, so they are transpiled like our code.
   transformIgnorePatterns: ['/node_modules/(?!(@scure|@noble|@otplib)/)'],
   testTimeout: 30000,
+  globalSetup: '<rootDir>/test/logSetup.js',
+  globalTeardown: '<rootDir>/test/logScan.js',
   maxWorkers: 2,
 };

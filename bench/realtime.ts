@@ -15,11 +15,12 @@
 //    bare loop of SqliteStore.annotations.create (the same durable insert, no service around it)
 //    on a file in the same directory. The per-socket write budget (20/s, RATE_LIMITS in
 //    src/realtime/dispatch.ts) is respected, not lifted: writes rotate over enough writer sockets
-//    that each stays under 18/s; those sockets are room members too and receive the fan-out.
+//    that each stays under 18/s (a 1 s probe with 64 of them measures the rate; the pool keeps
+//    1.3x what that rate needs). Writer sockets are room members too and receive the fan-out.
 //
 // Environment (all optional): BENCH_RT_SIZES (10,50,200), BENCH_RT_RATE (updates/s, 20),
 // BENCH_RT_DURATION (s per measurement, 5), BENCH_RT_WARMUP (s, 1), BENCH_RT_LISTENERS (10),
-// BENCH_RT_WRITERS (writer sockets; default sized from the bare insert rate), BENCH_RT_TMPDIR
+// BENCH_RT_WRITERS (writer sockets; default sized by the probe), BENCH_RT_TMPDIR
 // (where data directories go; must be a real disk for the fsync numbers; default the OS temp
 // directory), BENCH_RT_RESULTS (JSON path).
 import { fork, spawn, type ChildProcess } from 'node:child_process';
@@ -56,6 +57,9 @@ const WRITE_WINDOW_MS = RATE_LIMITS.write.duration * 1000 + 100;
 const CLK_TCK = 100; // Linux USER_HZ
 /** Above this much CPU of other processes during a measurement, it is flagged as disturbed. */
 const NOISE_CORES = 0.2;
+/** Writer sockets at most (and during the probe that sizes the pool). */
+const MAX_WRITER_SOCKETS = 64;
+const PROBE_S = 1;
 const FAKE_MATERIAL = 'MaterialMaterialMateri'; // viewport updates do not look the material up
 
 const log = (message: string) => process.stderr.write(`[bench:realtime] ${message}\n`);
@@ -561,7 +565,7 @@ function onAnnotationOp(p: { op: { annotation: { properties: { label: string } }
 
 let opCounter = 0;
 
-async function measureOurWrites(pool: WriterPool, caseId: string, materialId: string, inFlight: number, listeners: number, serverPid: number): Promise<WriteResult> {
+async function measureOurWrites(pool: WriterPool, caseId: string, materialId: string, inFlight: number, listeners: number, serverPid: number, warmupS = WARMUP_S, durationS = DURATION_S): Promise<WriteResult> {
   const payload = (clientId: string) => ({
     caseId,
     materialId,
@@ -590,12 +594,12 @@ async function measureOurWrites(pool: WriterPool, caseId: string, materialId: st
     );
     return { latencies, errors, seconds: (performance.now() - started) / 1000 };
   };
-  await run(WARMUP_S / 2, false);
+  await run(warmupS, false);
   writeSentAt.clear();
   writeFanout = [];
   pool.waits = 0;
   const meter = cpuMeter([serverPid], undefined);
-  const r = await run(DURATION_S, true);
+  const r = await run(durationS, true);
   const cpu = meter();
   const expected = r.latencies.length * listeners;
   const drainUntil = performance.now() + 2000;
@@ -666,7 +670,8 @@ async function measureBareWrites(store: SqliteStore, inFlight: number): Promise<
     );
     return { latencies, seconds: (performance.now() - started) / 1000 };
   };
-  await run(WARMUP_S / 2);
+  // Long enough for the WAL to reach its checkpoint size once, as it has on the node's store.
+  await run(Math.max(1, WARMUP_S));
   const meter = cpuMeter([], undefined);
   const r = await run(DURATION_S);
   const cpu = meter();
@@ -696,15 +701,12 @@ async function annotationBenchmark(work: string): Promise<{ results: WriteResult
   const bareResults: WriteResult[] = [];
   try {
     for (const inFlight of inFlightModes) {
-      log(`annotations: bare SqliteStore.annotations.create, ${inFlight} in flight, ${WARMUP_S / 2} s warm-up + ${DURATION_S} s`);
+      log(`annotations: bare SqliteStore.annotations.create, ${inFlight} in flight, ${Math.max(1, WARMUP_S)} s warm-up + ${DURATION_S} s`);
       bareResults.push(await measureBareWrites(store, inFlight));
     }
   } finally {
     await store.close();
   }
-  const bareMax = Math.max(...bareResults.map((r) => r.opsPerSecond));
-  const writerSockets = WRITERS_OVERRIDE ?? Math.min(64, Math.max(4, Math.ceil((bareMax * 1.25) / WRITES_PER_SOCKET)));
-
   const dataDir = path.join(work, 'single');
   log('annotations: starting one node (startServer, embedded SQLite, no Redis)');
   const node = new NodeChild('ours', dataDir, '');
@@ -727,7 +729,8 @@ async function annotationBenchmark(work: string): Promise<{ results: WriteResult
       if (m.status === 'failed' || Date.now() > deadline) throw new Error(`material did not become ready: ${m.status}`);
       await delay(100);
     }
-    log(`annotations: ${LISTENERS} listener sockets (pathologist), ${writerSockets} writer sockets (clinician, <= ${WRITES_PER_SOCKET}/s each) join the room`);
+    const probeSockets = WRITERS_OVERRIDE ?? MAX_WRITER_SOCKETS;
+    log(`annotations: ${LISTENERS} listener sockets (pathologist), ${probeSockets} writer sockets (clinician, <= ${WRITES_PER_SOCKET}/s each) join the room`);
     const listeners: ClientSocket[] = [];
     await inBatches(Array.from({ length: LISTENERS }, (_, i) => i), 10, async () => {
       const s = await openSocket(ready.url, ca, pathologist.cookieHeader);
@@ -736,16 +739,26 @@ async function annotationBenchmark(work: string): Promise<{ results: WriteResult
       listeners.push(s);
     });
     const writers: ClientSocket[] = [];
-    await inBatches(Array.from({ length: writerSockets }, (_, i) => i), 10, async () => {
+    await inBatches(Array.from({ length: probeSockets }, (_, i) => i), 10, async () => {
       const s = await openSocket(ready.url, ca, clinician.cookieHeader);
       await mustCall(s, 'room:join', { caseId });
       writers.push(s);
     });
     await delay(500);
+    // Every writer socket is a room member and receives the fan-out too: keep only as many as the
+    // measured rate needs (with a margin), so that the socket budget never binds and the room stays small.
+    let writerSockets = probeSockets;
+    if (WRITERS_OVERRIDE === null) {
+      log(`annotations: probing the write rate (${PROBE_S} s, 4 in flight, ${probeSockets} writer sockets)`);
+      const probe = await measureOurWrites(new WriterPool(writers), caseId, materialId, 4, LISTENERS, node.pid, 0, PROBE_S);
+      writerSockets = Math.min(MAX_WRITER_SOCKETS, Math.max(4, Math.ceil((probe.opsPerSecond * 1.3) / WRITES_PER_SOCKET)));
+      for (const s of writers.splice(writerSockets)) s.disconnect();
+      await delay(500);
+    }
     const pool = new WriterPool(writers);
     const ourResults: WriteResult[] = [];
     for (const inFlight of inFlightModes) {
-      log(`annotations: ours annotation:create, ${inFlight} in flight, ${WARMUP_S / 2} s warm-up + ${DURATION_S} s`);
+      log(`annotations: ours annotation:create, ${inFlight} in flight, ${WARMUP_S} s warm-up + ${DURATION_S} s`);
       ourResults.push(await measureOurWrites(pool, caseId, materialId, inFlight, LISTENERS, node.pid));
     }
     const results: WriteResult[] = [];
@@ -861,7 +874,7 @@ async function main(): Promise<void> {
     );
     out.push('');
     out.push(
-      `Annotation writes: annotation:create with ack on one node (embedded SQLite, WAL, synchronous=FULL, ${machine.dataFilesystem}); ${WARMUP_S / 2} s warm-up + ${DURATION_S} s per row; ` +
+      `Annotation writes: annotation:create with ack on one node (embedded SQLite, WAL, synchronous=FULL, ${machine.dataFilesystem}); ${WARMUP_S} s warm-up + ${DURATION_S} s per row; ` +
         `room of ${annotations.roomMembers} sockets (${annotations.listeners} listeners measured + ${annotations.writerSockets} writer sockets, each <= ${WRITES_PER_SOCKET} writes/s under the ${RATE_LIMITS.write.points}/s per-socket budget)`,
     );
     out.push('');

@@ -11,6 +11,9 @@ import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/observability/logger';
 import { startServer, type RunningServer, type StartOptions } from '../../src/server';
 
+export const RUN_LOG_DIR = process.env.CC_TEST_LOG_DIR ?? path.join(os.tmpdir(), 'cc-test-logs');
+fs.mkdirSync(RUN_LOG_DIR, { recursive: true });
+
 /** Passwords set by demoLogin, by e-mail: a test that restarts a node logs in again with them. */
 export const lastPasswords = new Map<string, string>();
 
@@ -47,7 +50,9 @@ export async function startTestServer(
   const sink = new Writable({
     write(chunk, _enc, cb) {
       logs.push(String(chunk));
-      cb();
+      // Every test server's log also goes to one directory per run, which the global teardown
+      // searches for anything that must never be logged (test/logScan.ts).
+      fs.appendFile(path.join(RUN_LOG_DIR, `${process.pid}.log`), chunk, () => cb());
     },
   });
   const clock = new FakeClock();

@@ -102,7 +102,7 @@ describe('generic errors, equal work, lockout', () => {
     await timed('nobody@demo.local');
     const known: number[] = [];
     const unknown: number[] = [];
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 5; i++) {
       const a = await timed('clinician@demo.local');
       const b = await timed('nobody@demo.local');
       expect(b.body).toEqual(a.body);
@@ -110,9 +110,10 @@ describe('generic errors, equal work, lockout', () => {
       known.push(a.ms);
       unknown.push(b.ms);
     }
-    const median = (xs: number[]) => xs.sort((x, y) => x - y)[1]!;
-    // argon2id (m=19 MiB, t=2) costs tens of ms; a skipped hash would be ~1 ms. Same order of cost:
-    expect(median(unknown)).toBeGreaterThan(median(known) * 0.4);
+    const median = (xs: number[]) => xs.sort((x, y) => x - y)[2]!;
+    // argon2id (m=19 MiB, t=2) costs tens of ms; a skipped hash would be ~1 ms (a ratio near
+    // 0.03). Same order of cost, with room for a busy machine:
+    expect(median(unknown)).toBeGreaterThan(median(known) * 0.3);
   });
 
   test('five failures lock the account for 15 minutes; the right password is refused while locked; then it works', async () => {

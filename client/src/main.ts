@@ -1,0 +1,234 @@
+// The application shell: decides from the server's answer (GET /api/me) which page a person
+// sees (sign-in, a pending step, the case list or a case), keeps the URL in step (history API;
+// the server answers index.html for these paths), and owns the inactivity warning.
+import './styles.css';
+import { Api, type SessionLossCode } from './api';
+import type { AppContext, View } from './context';
+import { h, replaceChildren } from './dom';
+import { IdleWatch } from './idle';
+import { ROLE_LABEL } from './labels';
+import { passwordChangeView, signInView, totpEnrolView } from './views/auth';
+import { caseListView } from './views/caseList';
+import { casePageView } from './views/casePage';
+import { ERROR_CODES } from '../../src/protocol/errors';
+import type { MeResponse } from '../../src/protocol/identity';
+
+const APP_NAME = 'Case collaboration';
+const CASE_PATH = /^\/cases\/([A-Za-z0-9_-]{22})\/?$/;
+
+const SESSION_LOSS_NOTICE: Record<SessionLossCode, string> = {
+  SESSION_EXPIRED: ERROR_CODES.SESSION_EXPIRED.message,
+  UNAUTHENTICATED: 'You were signed out. Sign in again to continue.',
+  ACCESS_STOPPED: ERROR_CODES.ACCESS_STOPPED.message,
+};
+
+class App implements AppContext {
+  readonly api: Api;
+  me: MeResponse | null = null;
+  readonly #header = h('header', { class: 'app-header' });
+  readonly #main = h('div', { class: 'app-main' });
+  readonly #warning = h('div', { class: 'idle-warning', hidden: true, attrs: { role: 'alertdialog', 'aria-labelledby': 'idle-warning-text' } });
+  #view: View | null = null;
+  #idle: IdleWatch | null = null;
+  #countdown: number | null = null;
+  #notice: string | null = null;
+  #returnTo: string | null = null;
+  /** The one-time password just typed at sign-in, until it is changed (memory only). */
+  #currentPassword: string | null = null;
+
+  constructor(root: HTMLElement) {
+    this.api = new Api({
+      sessionLost: (code) => this.sessionEnded(SESSION_LOSS_NOTICE[code]),
+      pending: () => void this.#refreshMe(),
+      contact: () => this.#idle?.serverContact(),
+    });
+    replaceChildren(root, this.#header, this.#main, this.#warning);
+    window.addEventListener('popstate', () => this.#render());
+    // In-app links navigate without a reload.
+    document.addEventListener('click', (event) => {
+      const link = (event.target as Element).closest?.('a[data-link]') as HTMLAnchorElement | null;
+      if (!link || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return;
+      event.preventDefault();
+      this.navigate(link.pathname + link.search);
+    });
+  }
+
+  async start(): Promise<void> {
+    try {
+      this.me = await this.api.me({ anonymous: true });
+      this.#startIdle();
+    } catch {
+      // Not signed in (or the server is away): the sign-in page says more when it is tried.
+      this.me = null;
+    }
+    this.#render();
+  }
+
+  navigate(path: string, options: { replace?: boolean } = {}): void {
+    if (options.replace) history.replaceState(null, '', path);
+    else if (path !== location.pathname + location.search) history.pushState(null, '', path);
+    this.#render();
+  }
+
+  signedIn(me: MeResponse, options: { currentPassword?: string } = {}): void {
+    this.me = me;
+    this.#currentPassword = me.pending === 'password_change' ? (options.currentPassword ?? this.#currentPassword) : null;
+    this.#startIdle();
+    if (location.pathname === '/sign-in' && me.pending === null) {
+      const target = this.#returnTo ?? '/cases';
+      this.#returnTo = null;
+      this.navigate(target, { replace: true });
+    } else {
+      this.#render();
+    }
+  }
+
+  async signOut(notice = 'You have signed out.'): Promise<void> {
+    // Close the page's sockets first, so the server's session:ended is not taken for a surprise.
+    this.#disposeView();
+    try {
+      await this.api.logout();
+    } catch {
+      // Already ended on the server: signing out here is all that is left.
+    }
+    this.sessionEnded(notice);
+  }
+
+  sessionEnded(notice: string): void {
+    if (this.me === null && location.pathname === '/sign-in') return;
+    this.#stopIdle();
+    this.me = null;
+    this.#currentPassword = null;
+    this.api.forgetToken();
+    this.#notice = notice;
+    const here = location.pathname + location.search;
+    if (here !== '/sign-in' && here !== '/') this.#returnTo = here;
+    this.navigate('/sign-in', { replace: true });
+  }
+
+  setTitle(title: string): void {
+    document.title = title ? `${title} · ${APP_NAME}` : APP_NAME;
+  }
+
+  async #refreshMe(): Promise<void> {
+    try {
+      this.me = await this.api.me();
+      this.#render();
+    } catch {
+      // A lost session is handled by the API hook.
+    }
+  }
+
+  #startIdle(): void {
+    const seconds = this.me?.session.idleTimeoutSeconds;
+    if (!seconds) return;
+    if (this.#idle) {
+      this.#idle.setTimeout(seconds);
+      return;
+    }
+    this.#idle = new IdleWatch(seconds, {
+      warn: (deadline) => this.#showWarning(deadline),
+      clearWarning: () => this.#hideWarning(),
+      expire: () => {
+        const minutes = Math.round(seconds / 60);
+        void this.signOut(`You were signed out after ${minutes} minute${minutes === 1 ? '' : 's'} without activity.`);
+      },
+      keepAlive: async () => {
+        const me = await this.api.me();
+        if (this.me) this.me = { ...this.me, session: me.session, site: me.site, user: me.user };
+      },
+    });
+  }
+
+  #stopIdle(): void {
+    this.#idle?.close();
+    this.#idle = null;
+    this.#hideWarning();
+  }
+
+  #showWarning(deadline: number): void {
+    const text = h('p', { id: 'idle-warning-text' });
+    const update = () => {
+      const left = Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
+      text.textContent = `You will be signed out in ${left} second${left === 1 ? '' : 's'} because of inactivity.`;
+    };
+    update();
+    const stay = h('button', { type: 'button', class: 'primary' }, 'Stay signed in');
+    stay.addEventListener('click', () => {
+      // The click itself counts as activity (IdleWatch); this also restarts the server's clock now.
+      this.api.me().catch(() => undefined);
+      this.#idle?.activity();
+    });
+    replaceChildren(this.#warning, h('div', { class: 'idle-warning-box' }, text, stay));
+    this.#warning.hidden = false;
+    this.#countdown = window.setInterval(update, 1000);
+    stay.focus();
+  }
+
+  #hideWarning(): void {
+    if (this.#countdown !== null) window.clearInterval(this.#countdown);
+    this.#countdown = null;
+    this.#warning.hidden = true;
+    replaceChildren(this.#warning);
+  }
+
+  #disposeView(): void {
+    const view = this.#view;
+    this.#view = null;
+    view?.dispose?.();
+  }
+
+  #renderHeader(): void {
+    const me = this.me;
+    if (!me || me.pending !== null) {
+      this.#header.hidden = true;
+      replaceChildren(this.#header);
+      return;
+    }
+    this.#header.hidden = false;
+    replaceChildren(
+      this.#header,
+      h('a', { class: 'brand', href: '/cases', dataset: { link: '' } }, APP_NAME),
+      h('span', { class: 'site-name' }, me.site.name),
+      h('nav', { class: 'main-nav' }, h('a', { href: '/cases', dataset: { link: '' } }, 'Cases')),
+      h('span', { class: 'user-name', title: me.user.email }, `${me.user.name} · ${ROLE_LABEL[me.user.role]}`),
+      h('button', { type: 'button', class: 'sign-out', on: { click: () => void this.signOut() } }, 'Sign out'),
+    );
+  }
+
+  #render(): void {
+    this.#disposeView();
+    const path = location.pathname;
+    let view: View;
+    if (!this.me) {
+      if (path !== '/sign-in') {
+        if (path !== '/') this.#returnTo = path + location.search;
+        history.replaceState(null, '', '/sign-in');
+      }
+      this.setTitle('Sign in');
+      view = signInView(this, this.#notice);
+      this.#notice = null;
+    } else if (this.me.pending === 'password_change') {
+      this.setTitle('Choose your password');
+      view = passwordChangeView(this, this.me, this.#currentPassword);
+    } else if (this.me.pending === 'totp_enrolment') {
+      this.setTitle('Two-factor authentication');
+      view = totpEnrolView(this);
+    } else {
+      const match = CASE_PATH.exec(path);
+      if (match) {
+        view = casePageView(this, match[1]!);
+      } else {
+        if (!/^\/cases\/?$/.test(path)) history.replaceState(null, '', '/cases');
+        this.setTitle('Cases');
+        view = caseListView(this);
+      }
+    }
+    this.#renderHeader();
+    this.#view = view;
+    replaceChildren(this.#main, view.element);
+  }
+}
+
+const root = document.getElementById('app');
+if (root) void new App(root).start();
