@@ -49,4 +49,6 @@ export interface AuditRepository {
   /** The records of one chain in sequence order, in pages. */
   listChain(siteId: string, afterSeq: number, limit: number): Promise<AuditRecord[]>;
   listChains(): Promise<string[]>;
+  /** A site's records of the given types at or after `since` (ISO), newest first. */
+  listRecent(siteId: string, types: string[], since: string, limit: number): Promise<AuditRecord[]>;
 }

@@ -39,6 +39,7 @@ export const ACTIONS = {
   'user.update': { roles: ADMIN },
   'user.resetPassword': { roles: ADMIN },
   'user.revokeSessions': { roles: ADMIN },
+  'site.readAlerts': { roles: ADMIN },
   'case.list': { roles: ANY },
   'case.read': { roles: ANY },
   'case.create': { roles: ANY },

@@ -19,6 +19,7 @@ import {
   type AuthOptions,
 } from '../http/session';
 import {
+  alertsQuerySchema,
   changePasswordSchema,
   createUserSchema,
   idParamSchema,
@@ -187,6 +188,12 @@ export function identityRoutes(deps: IdentityRouteDeps): Router {
       const site = await identity.updatePolicy(req.actor!, requestContext(req), body);
       return { id: site.id, name: site.name, policy: site.policy };
     }),
+  );
+
+  router.get(
+    '/admin/alerts',
+    auth(),
+    route({ query: alertsQuerySchema }, async ({ req, query }) => identity.alerts(req.actor!, requestContext(req), query.days)),
   );
 
   router.get(

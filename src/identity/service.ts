@@ -20,6 +20,15 @@ export interface RequestContext {
   userAgent: string | null;
 }
 
+export interface Alert {
+  at: string;
+  userId: string;
+  email: string | null;
+  name: string | null;
+  ip: string | null;
+  lockedUntil: string;
+}
+
 export interface LoginInput {
   email: string;
   password: string;
@@ -369,6 +378,28 @@ export class IdentityService extends EventEmitter<IdentityEvents> {
   }
 
   // ---------------------------------------------------------------- administration
+
+  /**
+   * Security alerts for the site's admins (seeds: lockouts "alert site admins"): lockouts and
+   * failed logins of the last `days`, newest first, from the audit trail. Reading them is audited.
+   */
+  async alerts(actor: Actor, ctx: RequestContext, days: number): Promise<{ lockouts: Alert[]; failedLogins: number; since: string }> {
+    requireAuthorized(actor, 'site.readAlerts', { siteId: actor.siteId });
+    const since = new Date(this.clock().getTime() - days * 24 * 3600 * 1000).toISOString();
+    const lockouts = await this.store.audit.listRecent(actor.siteId, ['auth.lockout'], since, 200);
+    const failures = (await this.store.audit.listRecent(actor.siteId, ['auth.login'], since, 10_000)).filter((r) => r.outcome !== 0);
+    const names = new Map((await this.store.users.listBySite(actor.siteId)).map((u) => [u.id, u]));
+    await this.audit.record({ siteId: actor.siteId, type: 'site.alerts.read', action: 'R', actor: this.auditActor(actor, ctx), objects: [{ type: 'site', id: actor.siteId }] });
+    return {
+      since,
+      failedLogins: failures.length,
+      lockouts: lockouts.map((r) => {
+        const userId = r.objects.find((o) => o.type === 'user')?.id ?? '';
+        const user = names.get(userId);
+        return { at: r.time, userId, email: user?.email ?? null, name: user?.name ?? null, ip: r.actor.ip, lockedUntil: String(r.details.lockedUntil ?? '') };
+      }),
+    };
+  }
 
   async listUsers(actor: Actor, ctx: RequestContext): Promise<UserRecord[]> {
     requireAuthorized(actor, 'user.list', { siteId: actor.siteId });

@@ -65,6 +65,8 @@ export const sitePolicyPatchSchema = z
   })
   .refine((v) => Object.keys(v).length > 0, 'nothing to change');
 
+export const alertsQuerySchema = z.strictObject({ days: z.coerce.number().int().min(1).max(90).default(7) });
+
 export const idParamSchema = z.strictObject({ id: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/) });
 
 export interface SitePolicy {

@@ -614,6 +614,29 @@ export function describeStoreContract(name: string, open: () => Promise<Store>):
         expect([...chains].sort()).toEqual([SYSTEM_CHAIN, 'site-a', 'site-b'].sort());
       });
 
+      test('listRecent returns one site\'s records of the given types since a time, newest first', async () => {
+        let now = T0;
+        const audit = new AuditService(store.audit, () => new Date(now));
+        const add = (siteId: string, type: string) => audit.record({ siteId, type, action: 'E', actor: ANONYMOUS_ACTOR });
+        await add('site-a', 'auth.lockout'); // too old
+        now = T0 + 60_000;
+        const since = new Date(now).toISOString();
+        await add('site-a', 'auth.lockout');
+        await add('site-a', 'auth.login');
+        await add('site-a', 'case.read');
+        await add('site-b', 'auth.lockout'); // another site
+        now = T0 + 120_000;
+        await add('site-a', 'auth.lockout');
+        const recent = await store.audit.listRecent('site-a', ['auth.lockout', 'auth.login'], since, 10);
+        expect(recent.map((r) => [r.type, r.seq])).toEqual([
+          ['auth.lockout', 5],
+          ['auth.login', 3],
+          ['auth.lockout', 2],
+        ]);
+        expect(await store.audit.listRecent('site-a', ['auth.lockout'], since, 1)).toHaveLength(1);
+        expect(await store.audit.listRecent('site-a', [], since, 10)).toEqual([]);
+      });
+
       test('20 concurrent appends to one site produce seq 1..20 with no gap, duplicate or fork', async () => {
         const audit = new AuditService(store.audit, () => new Date(T0));
         const results = await Promise.all(

@@ -133,6 +133,10 @@ describe('generic errors, equal work, lockout', () => {
     const chain = await t.server.store.audit.listChain(created.body.user.siteId, 0, 10_000);
     const lockouts = chain.filter((r) => r.type === 'auth.lockout' && r.objects.some((o) => o.id === created.body.user.id));
     expect(lockouts).toHaveLength(1);
+    // The site's admins see it in-app, with who and from where.
+    const alerts = await admin.client.get('/api/admin/alerts?days=1').expect(200);
+    expect(alerts.body.lockouts[0]).toMatchObject({ userId: created.body.user.id, email: 'lock.me@demo.local', ip: expect.stringMatching(/127\.0\.0\.1/) });
+    expect(alerts.body.failedLogins).toBeGreaterThanOrEqual(5);
 
     t.clock.advance(15 * 60_000 + 1000);
     await c.login('lock.me@demo.local', otp).expect(200);

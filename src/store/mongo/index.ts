@@ -947,6 +947,16 @@ class MongoAudit implements AuditRepository {
     return docs.map(auditFromDoc);
   }
 
+  async listRecent(siteId: string, types: string[], since: string, limit: number): Promise<AuditRecord[]> {
+    if (types.length === 0 || limit <= 0) return [];
+    const docs = await this.model
+      .find({ siteId, time: trusted({ $gte: since }), type: trusted({ $in: types }) })
+      .sort({ seq: -1 })
+      .limit(limit)
+      .lean<AuditDoc[]>();
+    return docs.map(auditFromDoc);
+  }
+
   async listChains(): Promise<string[]> {
     const ids = (await this.model.distinct('siteId')) as string[];
     return ids.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));

@@ -382,6 +382,16 @@ class SqliteAudit implements AuditRepository {
     ).map(auditFromRow);
   }
 
+  async listRecent(siteId: string, types: string[], since: string, limit: number): Promise<AuditRecord[]> {
+    if (types.length === 0 || limit <= 0) return [];
+    const marks = types.map(() => '?').join(', ');
+    return (
+      this.db
+        .prepare(`SELECT * FROM audit_events WHERE site_id = ? AND time >= ? AND type IN (${marks}) ORDER BY seq DESC LIMIT ?`)
+        .all(siteId, since, ...types, limit) as AuditRow[]
+    ).map(auditFromRow);
+  }
+
   async listChains(): Promise<string[]> {
     return (this.db.prepare('SELECT DISTINCT site_id FROM audit_events ORDER BY site_id').all() as {
       site_id: string;
