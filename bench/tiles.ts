@@ -16,8 +16,9 @@
 // BENCH_TILES (200), BENCH_IMAGE_SIZE (px, 4096), BENCH_NGINX (path, /usr/sbin/nginx), BENCH_TMPDIR
 // (where the data directory and pyramid go; default the OS temp directory), BENCH_RESULTS (JSON path),
 // BENCH_RETRIES (2: a measurement during which other processes used more than 0.2 cores is repeated),
+// BENCH_COMMIT (recorded in the JSON; default `git rev-parse --short HEAD`),
 // BENCH_PROFILE (a directory: write a V8 CPU profile of the server per node target; slows it down).
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
@@ -429,6 +430,15 @@ async function load(
 
 // ------------------------------------------------------------------ main
 
+/** The commit measured ("<sha> (modified)" when the work tree differs), or null outside a git checkout. */
+function gitCommit(): string | null {
+  const git = (...args: string[]) => spawnSync('git', args, { cwd: ROOT, encoding: 'utf8' });
+  const head = git('rev-parse', '--short', 'HEAD');
+  if (head.status !== 0) return null;
+  const dirty = git('status', '--porcelain', '--', 'src', 'bench', 'package-lock.json').stdout.trim() !== '';
+  return `${head.stdout.trim()}${dirty ? ' (modified)' : ''}`;
+}
+
 /**
  * A slide-like test image: pink stroma with purple nuclei (a seeded 1024 px SVG tile repeated by
  * libvips), so the tiles compress like real H&E tiles rather than like noise or a flat colour.
@@ -639,6 +649,9 @@ async function main(): Promise<void> {
     console.log(line(widths.map((w) => '-'.repeat(w))));
     for (const r of rows) console.log(line(r));
     console.log('');
+    for (const r of results.filter((x) => x.non2xx + x.errors + x.timeouts > 0)) {
+      console.log(`WARNING: ${r.target}: ${r.non2xx} non-2xx answers (${JSON.stringify(r.statusCodes)}), ${r.errors} errors, ${r.timeouts} timeouts; req/s counts 2xx only.`);
+    }
     const noisy = results.filter((r) => (r.otherLoadCores ?? 0) > NOISE_CORES);
     if (noisy.length) {
       console.log(
@@ -663,6 +676,7 @@ async function main(): Promise<void> {
     const output = {
       benchmark: 'tiles',
       date: new Date().toISOString(),
+      commit: process.env.BENCH_COMMIT || gitCommit(),
       command: 'npm run bench',
       machine,
       profiled: PROFILE_DIR !== null,

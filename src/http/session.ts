@@ -33,6 +33,8 @@ declare module 'express-serve-static-core' {
 }
 
 export const SESSION_COOKIE = '__Host-sid';
+/** Activity is written to the session at most this often per session. */
+export const ACTIVITY_RESOLUTION_MS = 30_000;
 /** Expired records stay this long so the next request can tell (and audit) an expiry. */
 const EXPIRED_GRACE_MS = 60 * 60 * 1000;
 
@@ -72,8 +74,12 @@ export class RepositorySessionStore extends Store {
       .then(() => cb?.(), (err) => cb?.(err));
   }
 
-  override touch(sid: string, data: SessionData, cb?: (err?: unknown) => void): void {
-    this.repo.touch(sid, sessionDeadline(data, this.absoluteMs) + EXPIRED_GRACE_MS).then(() => cb?.(), (err) => cb?.(err));
+  /**
+   * Nothing to do: the record's expiry follows the session data, which `set` stores whenever the
+   * authenticator moves `lastSeenAt` (so an unchanged request costs no write).
+   */
+  override touch(_sid: string, _data: SessionData, cb?: (err?: unknown) => void): void {
+    cb?.();
   }
 
   override destroy(sid: string, cb?: (err?: unknown) => void): void {
@@ -166,9 +172,14 @@ export function createAuthenticator(identity: IdentityService, absoluteMs: numbe
     if (pending && !options.allowPending) {
       throw new AppError(pending === 'password_change' ? 'PASSWORD_CHANGE_REQUIRED' : 'TOTP_ENROLMENT_REQUIRED');
     }
-    s.lastSeenAt = now;
-    s.idleMs = site.policy.idleTimeoutMinutes * 60_000;
-    s.role = user.role;
+    // Written back only when it matters: every request would otherwise cost a durable session
+    // write (an fsync). Activity is therefore recorded to within ACTIVITY_RESOLUTION_MS.
+    const siteIdleMs = site.policy.idleTimeoutMinutes * 60_000;
+    if (now - lastSeenAt >= ACTIVITY_RESOLUTION_MS || s.idleMs !== siteIdleMs || s.role !== user.role) {
+      s.lastSeenAt = now;
+      s.idleMs = siteIdleMs;
+      s.role = user.role;
+    }
     req.actor = IdentityService.actorOf(user);
     req.currentUser = user;
     req.currentSite = site;

@@ -36,7 +36,26 @@ export function openSqlite(file: string): Database.Database {
     db.close();
     throw err;
   }
+  cachePreparedStatements(db);
   return db;
+}
+
+/**
+ * Compiles each SQL text once: the repositories call `db.prepare(sql)` per operation, and
+ * compiling was ~9 % of the event loop under tile load (docs/benchmarks.md). Statements are
+ * reusable; none of ours is iterated while another use could start, so sharing them is safe.
+ */
+function cachePreparedStatements(db: Database.Database): void {
+  const compile = db.prepare.bind(db);
+  const cache = new Map<string, Database.Statement>();
+  db.prepare = ((sql: string) => {
+    let statement = cache.get(sql);
+    if (!statement) {
+      statement = compile(sql);
+      cache.set(sql, statement);
+    }
+    return statement;
+  }) as typeof db.prepare;
 }
 
 function isUniqueViolation(err: unknown): boolean {
