@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Idempotent set-up run before `npm start` and `npm test` (DESIGN 8): checks Node, installs the
 // Debian packages a mode needs (when root; otherwise prints the apt-get line and stops), installs
-// npm dependencies from the lockfile when it changed, and compiles the server when its sources changed. Each
+// npm dependencies from the lockfile when it changed, compiles the server when its sources changed, and
+// builds the browser client (client/ -> client/dist) when its sources changed. Each
 // step is skipped when a stamp keyed by its inputs says it is done, so a second run is quick.
 // Plain Node only: this runs before node_modules exists.
 import { spawnSync } from 'node:child_process';
@@ -18,8 +19,12 @@ const QUIET = args.has('--quiet');
 /** Debian packages each mode needs, with a command that proves each is present. */
 const DEBIAN_PACKAGES = {
   start: [],
-  // The multi-node tests start their own redis-server instances.
-  test: [{ name: 'redis-server', check: 'command -v redis-server' }],
+  // The multi-node tests start their own redis-server instances; the browser end-to-end test drives
+  // Debian's Chromium (playwright's own browser download cannot be reached from these machines).
+  test: [
+    { name: 'redis-server', check: 'command -v redis-server' },
+    { name: 'chromium', check: 'test -x /usr/bin/chromium' },
+  ],
 };
 
 function log(message) {
@@ -121,7 +126,26 @@ function ensureServerBuild() {
   writeStamp('server', key);
 }
 
+function ensureClientBuild() {
+  const clientDir = path.join(ROOT, 'client');
+  const outDir = path.join(clientDir, 'dist');
+  const inputs = [
+    path.join(ROOT, 'package-lock.json'),
+    ...listFiles(clientDir, (p) => !p.startsWith(outDir + path.sep) && /\.(ts|mts|html|css|json)$/.test(p)),
+    // The client imports the wire contract's types and constants.
+    ...listFiles(path.join(ROOT, 'src', 'protocol'), (p) => p.endsWith('.ts')),
+  ];
+  const key = hashFiles(inputs);
+  if (fs.existsSync(path.join(outDir, 'index.html')) && isStamped('client', key)) return;
+  log('building the browser client (tsc --noEmit, vite build)');
+  // Vite strips types without checking them: the client's type check runs first.
+  run(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join('client', 'tsconfig.json')]);
+  run(process.execPath, [path.join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], { cwd: clientDir });
+  writeStamp('client', key);
+}
+
 checkNode();
 ensureDebianPackages();
 ensureNodeModules();
 ensureServerBuild();
+ensureClientBuild();

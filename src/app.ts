@@ -19,6 +19,7 @@ import { RetentionService } from './governance/retention';
 import type { KeyRing } from './crypto/keyring';
 import { AppError } from './errors';
 import { createCsrf } from './http/csrf';
+import { clientRoutes } from './http/static';
 import { errorHandler, notFound } from './http/errors';
 import { memoryLimiters, rateLimitByIp, type LimiterFactory } from './http/rateLimit';
 import { createAuthenticator, createSessionMiddleware, RepositorySessionStore, SESSION_COOKIE } from './http/session';
@@ -238,6 +239,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   api.use(annotationRoutes({ annotations, auth, limiters: caseDeps.limiters }));
   api.use(notFound);
   app.use('/api', api);
+  app.use(clientRoutes());
   app.use(notFound);
   app.use(errorHandler(logger.child({ module: 'http' })));
 

@@ -95,7 +95,7 @@ export class Api {
     return this.#csrfToken;
   }
 
-  private async request<T>(method: string, path: string, body: unknown, options: RequestOptions = {}, retried = false): Promise<T> {
+  private async request<T>(method: string, path: string, body?: unknown, options: RequestOptions = {}, retried = false): Promise<T> {
     const writes = method !== 'GET';
     const headers: Record<string, string> = { Accept: 'application/json' };
     if (writes) headers['X-CSRF-Token'] = await this.token();

@@ -2,6 +2,7 @@
 // (session.idleTimeoutSeconds), so the page warns a minute before, keeps the server's clock in
 // step with the person's activity, and signs out when the time is up. Tabs of the same origin
 // share their activity, so working in one tab does not sign out the others.
+/** The warning comes a minute before the end (or halfway, for a policy of a minute or two). */
 const WARN_BEFORE_MS = 60_000;
 /** Activity restarts the server's idle clock at most this often (a GET /api/me). */
 const KEEP_ALIVE_EVERY_MS = 60_000;
@@ -106,7 +107,7 @@ export class IdleWatch {
     this.#warnTimer = window.setTimeout(() => {
       this.#warning = true;
       this.hooks.warn(deadline);
-    }, Math.max(0, deadline - WARN_BEFORE_MS - now));
+    }, Math.max(0, deadline - Math.min(WARN_BEFORE_MS, this.#idleMs / 2) - now));
     this.#expireTimer = window.setTimeout(() => {
       this.close();
       this.hooks.expire();

@@ -9,7 +9,6 @@ import { IdleWatch } from './idle';
 import { ROLE_LABEL } from './labels';
 import { passwordChangeView, signInView, totpEnrolView } from './views/auth';
 import { caseListView } from './views/caseList';
-import { casePageView } from './views/casePage';
 import { ERROR_CODES } from '../../src/protocol/errors';
 import type { MeResponse } from '../../src/protocol/identity';
 
@@ -83,7 +82,7 @@ class App implements AppContext {
     }
   }
 
-  async signOut(notice = 'You have signed out.'): Promise<void> {
+  async signOut(notice = 'You have signed out.', returnHere = false): Promise<void> {
     // Close the page's sockets first, so the server's session:ended is not taken for a surprise.
     this.#disposeView();
     try {
@@ -91,10 +90,16 @@ class App implements AppContext {
     } catch {
       // Already ended on the server: signing out here is all that is left.
     }
-    this.sessionEnded(notice);
+    // A deliberate sign-out forgets the page: the next person at this desk starts at the list.
+    this.#end(notice, returnHere);
   }
 
   sessionEnded(notice: string): void {
+    this.#end(notice, true);
+  }
+
+  /** Back to sign-in; `returnHere` brings the user back to this page after signing in again. */
+  #end(notice: string, returnHere: boolean): void {
     if (this.me === null && location.pathname === '/sign-in') return;
     this.#stopIdle();
     this.me = null;
@@ -102,7 +107,7 @@ class App implements AppContext {
     this.api.forgetToken();
     this.#notice = notice;
     const here = location.pathname + location.search;
-    if (here !== '/sign-in' && here !== '/') this.#returnTo = here;
+    this.#returnTo = returnHere && here !== '/sign-in' && here !== '/' ? here : null;
     this.navigate('/sign-in', { replace: true });
   }
 
@@ -131,11 +136,14 @@ class App implements AppContext {
       clearWarning: () => this.#hideWarning(),
       expire: () => {
         const minutes = Math.round(seconds / 60);
-        void this.signOut(`You were signed out after ${minutes} minute${minutes === 1 ? '' : 's'} without activity.`);
+        void this.signOut(`You were signed out after ${minutes} minute${minutes === 1 ? '' : 's'} without activity.`, true);
       },
       keepAlive: async () => {
         const me = await this.api.me();
-        if (this.me) this.me = { ...this.me, session: me.session, site: me.site, user: me.user };
+        if (!this.me) return;
+        // A site admin may have changed the idle timeout meanwhile.
+        if (me.session.idleTimeoutSeconds !== this.me.session.idleTimeoutSeconds) this.#idle?.setTimeout(me.session.idleTimeoutSeconds);
+        this.me = { ...this.me, session: me.session, site: me.site, user: me.user };
       },
     });
   }
@@ -217,7 +225,7 @@ class App implements AppContext {
     } else {
       const match = CASE_PATH.exec(path);
       if (match) {
-        view = casePageView(this, match[1]!);
+        view = lazyCasePage(this, match[1]!);
       } else {
         if (!/^\/cases\/?$/.test(path)) history.replaceState(null, '', '/cases');
         this.setTitle('Cases');
@@ -228,6 +236,33 @@ class App implements AppContext {
     this.#view = view;
     replaceChildren(this.#main, view.element);
   }
+}
+
+/**
+ * The case page with the viewer and the room (OpenSeadragon and socket.io-client: most of the
+ * bundle) is a separate chunk, fetched when a case opens, so sign-in and the list load quickly.
+ */
+function lazyCasePage(ctx: AppContext, caseId: string): View {
+  const element = h('div', { class: 'lazy-view' }, h('p', { class: 'page loading' }, 'Opening the case…'));
+  let inner: View | null = null;
+  let disposed = false;
+  import('./views/casePage').then(
+    ({ casePageView }) => {
+      if (disposed) return;
+      inner = casePageView(ctx, caseId);
+      replaceChildren(element, inner.element);
+    },
+    () => {
+      if (!disposed) replaceChildren(element, h('p', { class: 'page form-error' }, 'The page could not be loaded. Check the connection and reload.'));
+    },
+  );
+  return {
+    element,
+    dispose: () => {
+      disposed = true;
+      inner?.dispose?.();
+    },
+  };
 }
 
 const root = document.getElementById('app');

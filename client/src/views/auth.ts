@@ -6,12 +6,19 @@ import type { AppContext, View } from '../context';
 import { h, replaceChildren } from '../dom';
 import type { MeResponse } from '../../../src/protocol/identity';
 
-function field(label: string, input: HTMLInputElement, hint?: string): HTMLLabelElement {
-  return h('label', { class: 'field' }, h('span', { class: 'field-label' }, label), input, hint ? h('span', { class: 'field-hint' }, hint) : null);
+let fieldCount = 0;
+
+/** A labelled input; the hint is its description, not part of its name. */
+function field(label: string, input: HTMLInputElement, hint?: string): HTMLElement {
+  const id = `auth-field-${++fieldCount}`;
+  input.id = id;
+  const hintElement = hint ? h('span', { class: 'field-hint', id: `${id}-hint` }, hint) : null;
+  if (hintElement) input.setAttribute('aria-describedby', hintElement.id);
+  return h('div', { class: 'field' }, h('label', { class: 'field-label', htmlFor: id }, label), input, hintElement);
 }
 
 function card(title: string, ...content: (HTMLElement | null)[]): HTMLElement {
-  return h('main', { class: 'auth-page' }, h('section', { class: 'auth-card' }, h('h1', {}, title), ...content));
+  return h('main', { class: 'auth-page' }, h('section', { class: 'auth-card' }, h('p', { class: 'auth-brand' }, 'Case collaboration'), h('h1', {}, title), ...content));
 }
 
 function busy(button: HTMLButtonElement, on: boolean, label: string): void {
