@@ -23,7 +23,7 @@ import { MaterialStorage } from './storage';
 
 const LABEL_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';
 
-/** A stable pseudonym for a case: "C-XXXX-XXXX", random, carrying nothing about the patient. */
+/** A stable pseudonym for a case such as "C-7F3K-92QD": random, carrying nothing about the patient. */
 export function newCaseLabel(): string {
   const bytes = randomBytes(8);
   const chars = [...bytes].map((b) => LABEL_ALPHABET[b % LABEL_ALPHABET.length]).join('');
