@@ -19,6 +19,9 @@ import { loadConfig } from '../src/config';
 import { createLogger } from '../src/observability/logger';
 import { startServer } from '../src/server';
 
+/** Silent, as the brief of the benchmark says; BENCH_RT_LOG_LEVEL (e.g. warn) shows the node's logs on stderr. */
+const LOG_LEVEL = process.env.BENCH_RT_LOG_LEVEL || 'silent';
+
 export interface NodeReady {
   type: 'ready';
   url: string;
@@ -30,13 +33,13 @@ async function startOurs(dataDir: string, redisUrl: string): Promise<{ ready: No
     PORT: '0',
     HOST: '127.0.0.1',
     DATA_DIR: dataDir,
-    LOG_LEVEL: 'silent',
+    LOG_LEVEL: LOG_LEVEL,
     DEMO_SLIDE: 'false',
     RETENTION_PURGE_MINUTES: '0',
     SHUTDOWN_GRACE_SECONDS: '1',
     ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
   });
-  const server = await startServer({ ...config, publicUrl: 'https://127.0.0.1:0' }, createLogger('silent'), {
+  const server = await startServer({ ...config, publicUrl: 'https://127.0.0.1:0' }, createLogger(LOG_LEVEL, process.stderr), {
     rateLimits: { loginPerIpPerMinute: 100000, loginPerAccountPerMinute: 100000 },
   });
   return {

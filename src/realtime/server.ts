@@ -120,6 +120,9 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
     );
   });
 
+  // Leaves still writing to Redis and the store; close() waits for them before quitting Redis.
+  const pendingLeaves = new Set<Promise<unknown>>();
+
   io.on('connection', (socket) => {
     const state = (socket.data as { state: SocketState }).state;
     app.metrics.sockets.inc();
@@ -150,7 +153,10 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
       if (timer) clearTimeout(timer);
       dispatcher.forget(socket.id);
       for (const caseId of [...state.rooms.keys()]) {
-        leaveRoom(deps, socket, state, caseId, 'disconnect').catch((err: Error) => log.warn({ err: { message: err.message } }, 'leave on disconnect failed'));
+        const leaving = leaveRoom(deps, socket, state, caseId, 'disconnect')
+          .catch((err: Error) => log.warn({ err: { message: err.message } }, 'leave on disconnect failed'))
+          .finally(() => pendingLeaves.delete(leaving));
+        pendingLeaves.add(leaving);
       }
     });
   });
@@ -195,8 +201,10 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
       app.converter.off('progress', onProgress);
       app.chat.off('message', onChat);
       app.annotations.off('ops', onOps);
-      await rooms.close();
       io.disconnectSockets(true);
+      // Disconnect handlers run now and leave their rooms; let them finish while Redis is up.
+      while (pendingLeaves.size > 0) await Promise.allSettled([...pendingLeaves]);
+      await rooms.close();
       await new Promise<void>((resolve) => {
         io.close(() => resolve());
       }).catch(() => undefined);

@@ -54,7 +54,7 @@ export class SqliteChat implements ChatRepository {
           )
           .run(r.id, siteId, caseId, r.seq, r.userId, r.userName, r.textSealed, r.clientId, r.createdAt);
         return { ...r, siteId, caseId };
-      })();
+      }).immediate();
     } catch (err) {
       if (uniqueViolationOn(err, 'client_id')) throw new DuplicateKeyError('chat.clientId');
       throw err;
@@ -165,7 +165,7 @@ export class SqliteAnnotations implements AnnotationRepository {
 
   async createMany(records: AnnotationRecord[]): Promise<AnnotationOpRecord[]> {
     try {
-      return this.db.transaction(() => records.map((r) => this.insertOne(r)))();
+      return this.db.transaction(() => records.map((r) => this.insertOne(r))).immediate();
     } catch (err) {
       if (uniqueViolationOn(err, 'client_id')) throw new DuplicateKeyError('annotation.clientId');
       throw err;
@@ -184,7 +184,7 @@ export class SqliteAnnotations implements AnnotationRepository {
       if (info.changes === 0) return null;
       const stored = annotationFromRow(this.db.prepare('SELECT * FROM annotations WHERE id = ?').get(next.id) as AnnotationRow);
       return this.appendOp(stored, op);
-    })();
+    }).immediate();
   }
 
   async findById(siteId: string, caseId: string, id: string): Promise<AnnotationRecord | null> {
@@ -232,6 +232,6 @@ export class SqliteAnnotations implements AnnotationRepository {
     return this.db.transaction(() => {
       this.db.prepare('DELETE FROM annotation_ops WHERE site_id = ? AND case_id = ?').run(siteId, caseId);
       return this.db.prepare('DELETE FROM annotations WHERE site_id = ? AND case_id = ?').run(siteId, caseId).changes;
-    })();
+    }).immediate();
   }
 }

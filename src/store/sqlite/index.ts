@@ -58,6 +58,10 @@ function cachePreparedStatements(db: Database.Database): void {
   }) as typeof db.prepare;
 }
 
+// Transactions that read and then write run as BEGIN IMMEDIATE (`.immediate()`): a deferred
+// transaction upgrading to a writer cannot wait on busy_timeout and fails with "database is
+// locked" when another process (a second node on the same file) writes at the same moment.
+
 function isUniqueViolation(err: unknown): boolean {
   // Not `instanceof Error`: the native addon's errors may come from another realm (Jest's vm).
   return typeof err === 'object' && err !== null && (err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
@@ -266,7 +270,7 @@ class SqliteUsers implements UserRepository {
         .run(resetCount, resetCount === 0 ? null : start, lockedUntil, siteId, id);
       return userFromRow(this.db.prepare('SELECT * FROM users WHERE id = ?').get(id) as UserRow);
     });
-    return run();
+    return run.immediate();
   }
 
   async claimTotpStep(siteId: string, id: string, step: number): Promise<boolean> {
@@ -317,7 +321,7 @@ class SqliteSessions implements SessionRepository {
       const del = this.db.prepare('DELETE FROM sessions WHERE sid = ?');
       for (const r of rows) del.run(r.sid);
       return rows.map((r) => r.sid);
-    })();
+    }).immediate();
   }
 
   async purgeExpired(now: number): Promise<number> {
@@ -390,7 +394,7 @@ class SqliteAudit implements AuditRepository {
           r.hash,
         );
       return r;
-    })();
+    }).immediate();
   }
 
   async listChain(siteId: string, afterSeq: number, limit: number): Promise<AuditRecord[]> {
