@@ -17,11 +17,25 @@ const MODE = args.has('--test') ? 'test' : 'start';
 const QUIET = args.has('--quiet');
 
 /** Debian packages each mode needs, with a command that proves each is present. */
+// The mediasoup worker is compiled from Debian's libraries (DESIGN 5): its build needs these, and the
+// binary needs their runtime halves (libnss3/libnspr4 because Debian's libsrtp2 links NSS).
+const MEDIASOUP_BUILD_PACKAGES = [
+  { name: 'meson', check: 'command -v meson' },
+  { name: 'ninja-build', check: 'command -v ninja' },
+  { name: 'pkg-config', check: 'command -v pkg-config' },
+  { name: 'g++', check: 'command -v g++' },
+  ...['libuv1-dev', 'libsrtp2-dev', 'libssl-dev', 'libabsl-dev', 'libusrsctp-dev', 'nlohmann-json3-dev', 'libnss3', 'libnspr4'].map((name) => ({
+    name,
+    check: `dpkg-query -W -f='\${Status}' ${name} 2>/dev/null | grep -q 'install ok installed'`,
+  })),
+];
+
 const DEBIAN_PACKAGES = {
-  start: [],
+  start: [...MEDIASOUP_BUILD_PACKAGES],
   // The multi-node tests start their own redis-server instances; the browser end-to-end test drives
   // Debian's Chromium (playwright's own browser download cannot be reached from these machines).
   test: [
+    ...MEDIASOUP_BUILD_PACKAGES,
     { name: 'redis-server', check: 'command -v redis-server' },
     { name: 'chromium', check: 'test -x /usr/bin/chromium' },
   ],
@@ -101,6 +115,34 @@ function ensureDebianPackages() {
   }
 }
 
+/**
+ * Builds (or finds in its cache outside the checkout) the mediasoup worker and exports its path
+ * before npm runs: mediasoup's postinstall skips its GitHub download only when MEDIASOUP_WORKER_BIN
+ * is set. The path is also written to node_modules/.mediasoup-worker-bin for `npm start` and the
+ * tests (src/media/mediasoup.ts reads it when the variable is not set).
+ */
+function ensureMediasoupWorker() {
+  if (process.env.MEDIASOUP_WORKER_BIN) return process.env.MEDIASOUP_WORKER_BIN;
+  log('mediasoup worker: scripts/mediasoup/build-worker.sh (about 4 minutes the first time, cached after)');
+  const res = spawnSync('bash', [path.join(ROOT, 'scripts', 'mediasoup', 'build-worker.sh')], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', QUIET ? 'ignore' : 'inherit'],
+    encoding: 'utf8',
+  });
+  if (res.status !== 0) {
+    process.stderr.write(`[setup] failed to build the mediasoup worker (exit ${res.status})\n`);
+    process.exit(res.status ?? 1);
+  }
+  const bin = res.stdout.trim().split('\n').pop();
+  process.env.MEDIASOUP_WORKER_BIN = bin;
+  return bin;
+}
+
+function recordWorkerPath(bin) {
+  const file = path.join(ROOT, 'node_modules', '.mediasoup-worker-bin');
+  if (!fs.existsSync(file) || fs.readFileSync(file, 'utf8') !== bin) fs.writeFileSync(file, bin);
+}
+
 function ensureNodeModules() {
   const key = `${process.versions.node}:${hashFiles([path.join(ROOT, 'package-lock.json')])}`;
   if (fs.existsSync(path.join(ROOT, 'node_modules')) && isStamped('npm', key)) return;
@@ -146,6 +188,8 @@ function ensureClientBuild() {
 
 checkNode();
 ensureDebianPackages();
+const workerBin = ensureMediasoupWorker();
 ensureNodeModules();
+recordWorkerPath(workerBin);
 ensureServerBuild();
 ensureClientBuild();
