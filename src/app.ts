@@ -7,7 +7,9 @@ import { pinoHttp } from 'pino-http';
 import type { Config } from './config';
 import { annotationRoutes, isAnnotationImport } from './annotations/routes';
 import { AnnotationService } from './annotations/service';
+import { AuditAdmin } from './audit/admin';
 import { AuditService } from './audit/service';
+import { adminRoutes } from './admin/routes';
 import { MaterialConverter } from './cases/converter';
 import { caseRoutes, transferRoutes, uploadRoutes } from './cases/routes';
 import { TransferService } from './cases/transfers';
@@ -16,6 +18,7 @@ import { ChatService } from './chat/service';
 import { MaterialStorage } from './cases/storage';
 import { DataKeys } from './crypto/dataKeys';
 import { RetentionService } from './governance/retention';
+import { UsageService } from './governance/usage';
 import type { KeyRing } from './crypto/keyring';
 import { AppError } from './errors';
 import { createCsrf } from './http/csrf';
@@ -60,6 +63,10 @@ export const DEFAULT_RATE_LIMITS = {
   caseWritesPerUserPerMinute: 120,
   /** Uploads per user per minute. */
   uploadsPerUserPerMinute: 20,
+  /** Audit searches, usage reads per site admin per minute. */
+  adminReadsPerUserPerMinute: 120,
+  /** Audit exports and chain verifications (each reads a whole trail) per site admin per minute. */
+  adminHeavyPerUserPerMinute: 6,
 };
 
 export interface App {
@@ -74,6 +81,8 @@ export interface App {
   converter: MaterialConverter;
   dataKeys: DataKeys;
   retention: RetentionService;
+  usage: UsageService;
+  auditAdmin: AuditAdmin;
   transfers: TransferService;
   annotations: AnnotationService;
   chat: ChatService;
@@ -118,6 +127,8 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   const annotations = new AnnotationService(store, audit, dataKeys, clock);
   const chat = new ChatService(store, audit, dataKeys, clock);
   const retention = new RetentionService(store, audit, cases, logger.child({ module: 'retention' }), clock);
+  const usage = new UsageService(store, audit, clock);
+  const auditAdmin = new AuditAdmin(store.audit, audit, clock);
   identity.on('accountLocked', ({ siteId, userId, lockedUntil }) => {
     // Site admins see the lock in the user list and the audit trail; operators see this line.
     logger.warn({ siteId, userId, lockedUntil, alert: 'account_locked' }, 'account locked after repeated failed logins');
@@ -237,6 +248,18 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   api.use(caseRoutes(caseDeps));
   api.use(transferRoutes(caseDeps));
   api.use(annotationRoutes({ annotations, auth, limiters: caseDeps.limiters }));
+  api.use(
+    adminRoutes({
+      auditAdmin,
+      usage,
+      auth,
+      logger: logger.child({ module: 'admin' }),
+      limiters: {
+        read: makeLimiter('admin-read-user', { points: limits.adminReadsPerUserPerMinute, duration: 60 }),
+        heavy: makeLimiter('admin-heavy-user', { points: limits.adminHeavyPerUserPerMinute, duration: 60 }),
+      },
+    }),
+  );
   api.use(notFound);
   app.use('/api', api);
   app.use(clientRoutes());
@@ -262,6 +285,8 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     converter,
     dataKeys,
     retention,
+    usage,
+    auditAdmin,
     transfers,
     annotations,
     chat,

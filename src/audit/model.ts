@@ -39,6 +39,46 @@ export interface AuditRecord {
 export const SYSTEM_CHAIN = '_system';
 export const GENESIS_HASH = '0'.repeat(64);
 
+/** Search filters; every one optional, combined with AND. */
+export interface AuditFilter {
+  actorUserId?: string;
+  ip?: string;
+  objectType?: string;
+  objectId?: string;
+  /** Exact event type. */
+  type?: string;
+  /** Event types starting with this prefix (which ends with "."). */
+  typePrefix?: string;
+  action?: AuditAction;
+  outcome?: AuditOutcome;
+  /** Inclusive lower and exclusive upper bound on `time` (ISO). */
+  from?: string;
+  to?: string;
+}
+
+/** Keyset position: the (time, seq) of the last record of the previous page. */
+export interface AuditCursor {
+  time: string;
+  seq: number;
+}
+
+/** Raw aggregates of one site's trail over [from, to), from which usage reports are built. */
+export interface AuditUsageAggregates {
+  /** Records per UTC month ("YYYY-MM"), type and outcome, for USAGE_TYPES; with distinct actors. */
+  counts: { month: string; type: string; outcome: number; records: number; actors: number }[];
+  /** Distinct users with a successful login over the whole range. */
+  activeUsers: number;
+  /** Successful uploads per month by `details.mime`. */
+  materials: { month: string; mime: string; count: number }[];
+  /** Distinct (case, UTC day) pairs per month with room joins by at least two different users. */
+  consultations: { month: string; count: number }[];
+  /** Sum of numeric `details.durationSeconds` of `media.*` records per month. */
+  mediaSeconds: { month: string; seconds: number }[];
+}
+
+/** The event types whose per-month counts usage reports need. */
+export const USAGE_TYPES = ['auth.login', 'case.create', 'room.join', 'followup.admit'] as const;
+
 export interface AuditRepository {
   /**
    * Appends the next record of a site chain. `build` receives the current head (null for an
@@ -51,4 +91,10 @@ export interface AuditRepository {
   listChains(): Promise<string[]>;
   /** A site's records of the given types at or after `since` (ISO), newest first. */
   listRecent(siteId: string, types: string[], since: string, limit: number): Promise<AuditRecord[]>;
+  /**
+   * One site's records matching `filter`, newest first (time, then seq, descending), strictly
+   * after `cursor` in that order. Indexed for every filter, so deep pages stay fast.
+   */
+  search(siteId: string, filter: AuditFilter, cursor: AuditCursor | null, limit: number): Promise<AuditRecord[]>;
+  usageAggregates(siteId: string, from: string, to: string): Promise<AuditUsageAggregates>;
 }

@@ -40,6 +40,12 @@ export const ACTIONS = {
   'user.resetPassword': { roles: ADMIN },
   'user.revokeSessions': { roles: ADMIN },
   'site.readAlerts': { roles: ADMIN },
+  // The site's audit trail and usage figures are the site admin's (seed 003: records "to
+  // hospital staff"); reading, exporting and verifying them is audited in turn.
+  'audit.read': { roles: ADMIN },
+  'audit.export': { roles: ADMIN },
+  'audit.verify': { roles: ADMIN },
+  'usage.read': { roles: ADMIN },
   'case.list': { roles: ANY },
   'case.read': { roles: ANY },
   'case.create': { roles: ANY },

@@ -1,7 +1,7 @@
 // Production store: MongoDB through mongoose on a private connection, same contract as src/store/sqlite.
 import mongoose, { Schema, type Connection, type Model, type UpdateQuery } from 'mongoose';
 import type { AnnotationOpRecord, AnnotationRecord, AnnotationRepository } from '../../annotations/model';
-import type { AuditAction, AuditActor, AuditDetails, AuditObject, AuditOutcome, AuditRecord, AuditRepository } from '../../audit/model';
+import { USAGE_TYPES, type AuditAction, type AuditActor, type AuditCursor, type AuditDetails, type AuditFilter, type AuditObject, type AuditOutcome, type AuditRecord, type AuditRepository, type AuditUsageAggregates } from '../../audit/model';
 import type {
   CaseListFilter,
   CasePatch,
@@ -239,6 +239,13 @@ const auditSchema = new Schema<AuditDoc>(
 // The unique (siteId, seq) is what keeps a chain from forking when two nodes append at once.
 auditSchema.index({ siteId: 1, seq: 1 }, { unique: true });
 auditSchema.index({ siteId: 1, time: 1 });
+// Audit search pages newest first by (time, seq); one index per filter ends in that order.
+auditSchema.index({ siteId: 1, time: -1, seq: -1 });
+auditSchema.index({ siteId: 1, type: 1, time: -1, seq: -1 });
+auditSchema.index({ siteId: 1, 'actor.userId': 1, time: -1, seq: -1 });
+auditSchema.index({ siteId: 1, 'actor.ip': 1, time: -1, seq: -1 });
+auditSchema.index({ siteId: 1, 'objects.type': 1, 'objects.id': 1, time: -1, seq: -1 });
+auditSchema.index({ siteId: 1, outcome: 1, time: -1, seq: -1 });
 
 function auditFromDoc(d: AuditDoc): AuditRecord {
   return {
@@ -955,6 +962,67 @@ class MongoAudit implements AuditRepository {
       .limit(limit)
       .lean<AuditDoc[]>();
     return docs.map(auditFromDoc);
+  }
+
+  async search(siteId: string, filter: AuditFilter, cursor: AuditCursor | null, limit: number): Promise<AuditRecord[]> {
+    if (limit <= 0) return [];
+    const query: Record<string, unknown> = { siteId };
+    if (filter.objectType !== undefined) {
+      query.objects = trusted({ $elemMatch: filter.objectId !== undefined ? { type: filter.objectType, id: filter.objectId } : { type: filter.objectType } });
+    }
+    if (filter.actorUserId !== undefined) query['actor.userId'] = filter.actorUserId;
+    if (filter.ip !== undefined) query['actor.ip'] = filter.ip;
+    if (filter.type !== undefined) query.type = filter.type;
+    if (filter.typePrefix !== undefined) {
+      const p = filter.typePrefix;
+      query.type = trusted({ $gte: p, $lt: p.slice(0, -1) + String.fromCharCode(p.charCodeAt(p.length - 1) + 1) });
+    }
+    if (filter.action !== undefined) query.action = filter.action;
+    if (filter.outcome !== undefined) query.outcome = filter.outcome;
+    const time: Record<string, string> = {};
+    if (filter.from !== undefined) time.$gte = filter.from;
+    if (filter.to !== undefined) time.$lt = filter.to;
+    if (Object.keys(time).length > 0) query.time = trusted(time);
+    if (cursor) query.$or = trusted([{ time: { $lt: cursor.time } }, { time: cursor.time, seq: { $lt: cursor.seq } }]);
+    const docs = await this.model.find(query).sort({ time: -1, seq: -1 }).limit(limit).lean<AuditDoc[]>();
+    return docs.map(auditFromDoc);
+  }
+
+  async usageAggregates(siteId: string, from: string, to: string): Promise<AuditUsageAggregates> {
+    const inRange = { siteId, time: trusted({ $gte: from, $lt: to }) };
+    const month = { $substrBytes: ['$time', 0, 7] };
+    const countsRaw = await this.model.aggregate<{ _id: { month: string; type: string; outcome: number }; records: number; actors: (string | null)[] }>([
+      { $match: { ...inRange, type: trusted({ $in: [...USAGE_TYPES] }) } },
+      { $group: { _id: { month, type: '$type', outcome: '$outcome' }, records: { $sum: 1 }, actors: { $addToSet: '$actor.userId' } } },
+    ]);
+    const active = await this.model.aggregate<{ n: number }>([
+      { $match: { ...inRange, type: 'auth.login', outcome: 0 } },
+      { $group: { _id: '$actor.userId' } },
+      { $match: { _id: trusted({ $ne: null }) } },
+      { $count: 'n' },
+    ]);
+    const materials = await this.model.aggregate<{ _id: { month: string; mime: string | null }; count: number }>([
+      { $match: { ...inRange, type: 'material.upload', outcome: 0 } },
+      { $group: { _id: { month, mime: '$details.mime' }, count: { $sum: 1 } } },
+    ]);
+    const consultations = await this.model.aggregate<{ _id: string; count: number }>([
+      { $match: { ...inRange, type: 'room.join', outcome: 0 } },
+      { $group: { _id: { caseId: { $arrayElemAt: ['$objects.id', 0] }, day: { $substrBytes: ['$time', 0, 10] } }, users: { $addToSet: '$actor.userId' } } },
+      { $match: { 'users.1': trusted({ $exists: true }) } },
+      { $group: { _id: { $substrBytes: ['$_id.day', 0, 7] }, count: { $sum: 1 } } },
+    ]);
+    const media = await this.model.aggregate<{ _id: string; seconds: number }>([
+      { $match: { ...inRange, type: trusted({ $gte: 'media.', $lt: 'media/' }), 'details.durationSeconds': trusted({ $type: 'number' }) } },
+      { $group: { _id: month, seconds: { $sum: '$details.durationSeconds' } } },
+    ]);
+    return {
+      // SQLite's COUNT(DISTINCT) skips nulls; so does this.
+      counts: countsRaw.map((r) => ({ ...r._id, records: r.records, actors: r.actors.filter((a) => a !== null).length })),
+      activeUsers: active[0]?.n ?? 0,
+      materials: materials.map((r) => ({ month: r._id.month, mime: r._id.mime ?? 'unknown', count: r.count })),
+      consultations: consultations.map((r) => ({ month: r._id, count: r.count })),
+      mediaSeconds: media.map((r) => ({ month: r._id, seconds: r.seconds })),
+    };
   }
 
   async listChains(): Promise<string[]> {

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { AuditRecord, AuditRepository } from '../../audit/model';
+import { USAGE_TYPES, type AuditCursor, type AuditFilter, type AuditRecord, type AuditRepository, type AuditUsageAggregates } from '../../audit/model';
 import type { SiteRecord, UserRecord } from '../../identity/model';
 import type {
   LockoutRule,
@@ -361,6 +361,11 @@ function auditFromRow(r: AuditRow): AuditRecord {
   };
 }
 
+/** The smallest string greater than every string starting with `prefix`. */
+function prefixUpperBound(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}
+
 class SqliteAudit implements AuditRepository {
   constructor(private readonly db: Database.Database) {}
 
@@ -413,6 +418,111 @@ class SqliteAudit implements AuditRepository {
         .prepare(`SELECT * FROM audit_events WHERE site_id = ? AND time >= ? AND type IN (${marks}) ORDER BY seq DESC LIMIT ?`)
         .all(siteId, since, ...types, limit) as AuditRow[]
     ).map(auditFromRow);
+  }
+
+  async search(siteId: string, filter: AuditFilter, cursor: AuditCursor | null, limit: number): Promise<AuditRecord[]> {
+    if (limit <= 0) return [];
+    // With an object filter the side table drives the scan (its (type, id, time, seq) key is the
+    // order wanted); otherwise audit_events does, through whichever filter index is narrowest.
+    const byObject = filter.objectType !== undefined;
+    const t = byObject ? 'o' : 'e';
+    const where: string[] = [`${t}.site_id = ?`];
+    const args: (string | number)[] = [siteId];
+    if (byObject) {
+      where.push('o.object_type = ?');
+      args.push(filter.objectType!);
+      if (filter.objectId !== undefined) {
+        where.push('o.object_id = ?');
+        args.push(filter.objectId);
+      }
+    }
+    if (filter.actorUserId !== undefined) {
+      where.push("json_extract(e.actor, '$.userId') = ?");
+      args.push(filter.actorUserId);
+    }
+    if (filter.ip !== undefined) {
+      where.push("json_extract(e.actor, '$.ip') = ?");
+      args.push(filter.ip);
+    }
+    if (filter.type !== undefined) {
+      where.push('e.type = ?');
+      args.push(filter.type);
+    }
+    if (filter.typePrefix !== undefined) {
+      // A range rather than LIKE, so the (site_id, type, ...) index serves it.
+      where.push('e.type >= ? AND e.type < ?');
+      args.push(filter.typePrefix, prefixUpperBound(filter.typePrefix));
+    }
+    if (filter.action !== undefined) {
+      where.push('e.action = ?');
+      args.push(filter.action);
+    }
+    if (filter.outcome !== undefined) {
+      where.push('e.outcome = ?');
+      args.push(filter.outcome);
+    }
+    if (filter.from !== undefined) {
+      where.push(`${t}.time >= ?`);
+      args.push(filter.from);
+    }
+    if (filter.to !== undefined) {
+      where.push(`${t}.time < ?`);
+      args.push(filter.to);
+    }
+    if (cursor) {
+      where.push(`(${t}.time, ${t}.seq) < (?, ?)`);
+      args.push(cursor.time, cursor.seq);
+    }
+    const from = byObject
+      ? 'audit_object_refs o JOIN audit_events e ON e.site_id = o.site_id AND e.seq = o.seq'
+      : 'audit_events e';
+    const distinct = byObject && filter.objectId === undefined ? 'DISTINCT ' : '';
+    const sql = `SELECT ${distinct}e.* FROM ${from} WHERE ${where.join(' AND ')} ORDER BY ${t}.time DESC, ${t}.seq DESC LIMIT ?`;
+    return (this.db.prepare(sql).all(...args, limit) as AuditRow[]).map(auditFromRow);
+  }
+
+  async usageAggregates(siteId: string, from: string, to: string): Promise<AuditUsageAggregates> {
+    const month = 'substr(time, 1, 7)';
+    const marks = USAGE_TYPES.map(() => '?').join(', ');
+    const counts = this.db
+      .prepare(
+        `SELECT ${month} AS month, type, outcome, COUNT(*) AS records, COUNT(DISTINCT json_extract(actor, '$.userId')) AS actors
+         FROM audit_events WHERE site_id = ? AND type IN (${marks}) AND time >= ? AND time < ?
+         GROUP BY month, type, outcome`,
+      )
+      .all(siteId, ...USAGE_TYPES, from, to) as AuditUsageAggregates['counts'];
+    const active = this.db
+      .prepare(
+        `SELECT COUNT(DISTINCT json_extract(actor, '$.userId')) AS n FROM audit_events
+         WHERE site_id = ? AND type = 'auth.login' AND outcome = 0 AND time >= ? AND time < ?`,
+      )
+      .get(siteId, from, to) as { n: number };
+    const materials = this.db
+      .prepare(
+        `SELECT ${month} AS month, COALESCE(json_extract(details, '$.mime'), 'unknown') AS mime, COUNT(*) AS count
+         FROM audit_events WHERE site_id = ? AND type = 'material.upload' AND outcome = 0 AND time >= ? AND time < ?
+         GROUP BY month, mime`,
+      )
+      .all(siteId, from, to) as AuditUsageAggregates['materials'];
+    const consultations = this.db
+      .prepare(
+        `SELECT month, COUNT(*) AS count FROM (
+           SELECT ${month} AS month FROM audit_events
+           WHERE site_id = ? AND type = 'room.join' AND outcome = 0 AND time >= ? AND time < ?
+           GROUP BY json_extract(objects, '$[0].id'), substr(time, 1, 10)
+           HAVING COUNT(DISTINCT json_extract(actor, '$.userId')) >= 2)
+         GROUP BY month`,
+      )
+      .all(siteId, from, to) as AuditUsageAggregates['consultations'];
+    const mediaSeconds = this.db
+      .prepare(
+        `SELECT ${month} AS month, SUM(json_extract(details, '$.durationSeconds')) AS seconds
+         FROM audit_events WHERE site_id = ? AND type >= 'media.' AND type < 'media/' AND time >= ? AND time < ?
+           AND json_type(details, '$.durationSeconds') IN ('integer', 'real')
+         GROUP BY month`,
+      )
+      .all(siteId, from, to) as AuditUsageAggregates['mediaSeconds'];
+    return { counts, activeUsers: active.n, materials, consultations, mediaSeconds };
   }
 
   async listChains(): Promise<string[]> {
