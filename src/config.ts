@@ -1,5 +1,6 @@
 // The one typed configuration object, read from environment variables and validated with zod.
 // Every default is documented beside its field and in the README configuration table.
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -49,6 +50,68 @@ export const configSchema = z
       .enum(['true', 'false', '1', '0'])
       .default('true')
       .transform((v) => v === 'true' || v === '1'),
+    /** mediasoup worker binary; the set-up step builds one and records its path when unset. */
+    MEDIASOUP_WORKER_BIN: optionalString,
+    /** mediasoup workers (one per core by default); 0 turns audio and video off on this node. */
+    MEDIASOUP_WORKERS: z.preprocess(blankToUndefined, z.coerce.number().int().min(0).max(64).default(os.availableParallelism())),
+    /** Interface the media ports listen on. */
+    MEDIASOUP_LISTEN_IP: z.string().min(1).default('0.0.0.0'),
+    /** Address given to clients for media (public/LAN IP or name); auto-detected when listening on 0.0.0.0. */
+    MEDIASOUP_ANNOUNCED_IP: optionalString,
+    /** Media ports: worker i uses UDP and TCP port RTC_MIN_PORT + i (0: any free port). */
+    RTC_MIN_PORT: z.preprocess(blankToUndefined, port.default(40000)),
+    RTC_MAX_PORT: z.preprocess(blankToUndefined, port.default(40099)),
+    /** TURN servers advertised to clients, comma-separated (turn:host:3478?transport=udp,turns:host:443?transport=tcp). */
+    TURN_URLS: optionalString,
+    /** coturn static-auth-secret for time-limited credentials (REST API scheme). */
+    TURN_SECRET: optionalString,
+    /** Lifetime of a TURN credential, seconds. */
+    TURN_TTL_SECONDS: z.preprocess(blankToUndefined, z.coerce.number().int().min(60).max(24 * 3600).default(3600)),
+    /** Most a peer may send (all its producers), bits/s. */
+    MEDIA_MAX_SEND_BITRATE: z.preprocess(blankToUndefined, z.coerce.number().int().min(100_000).max(100_000_000).default(3_000_000)),
+    /** Most the server sends a peer (all its consumers), bits/s. */
+    MEDIA_MAX_RECEIVE_BITRATE: z.preprocess(blankToUndefined, z.coerce.number().int().min(100_000).max(1_000_000_000).default(15_000_000)),
+    /** DICOM DIMSE listener (C-ECHO, C-STORE) port; unset = off (0 = any free port, for tests). */
+    DICOM_PORT: z.preprocess(blankToUndefined, port.optional()),
+    /** Our called AE titles and the site each serves: "AE_TITLE=<site id>,..." (docs/radiology.md). */
+    DICOM_AE_TITLES: optionalString,
+    /** Allowed calling AE titles and addresses: "CALLING_AE@ip-or-cidr-or-*=CALLED_AE,...". */
+    DICOM_PEERS: optionalString,
+    /** DICOM over TLS on DICOM_PORT with the server certificate (PS3.15 B.1 style). */
+    DICOM_TLS: z
+      .enum(['true', 'false', '1', '0'])
+      .default('false')
+      .transform((v) => v === 'true' || v === '1'),
+    /** PEM CA bundle: with DICOM_TLS, peers must present a certificate it signed. */
+    DICOM_TLS_CA_FILE: optionalString,
+    /** Largest accepted DICOM instance, in MiB (DIMSE, STOW-RS and browser upload). */
+    DICOM_MAX_INSTANCE_MB: z.preprocess(blankToUndefined, z.coerce.number().int().min(1).max(4096).default(512)),
+    /** STOW-RS intake tokens: "<site id>=<sha256 hex of the token>,...". */
+    DICOMWEB_TOKENS: optionalString,
+    /** HL7 v2 MLLP listener port; unset = off (0 = any free port, for tests). */
+    HL7_PORT: z.preprocess(blankToUndefined, port.optional()),
+    /** Allowed HL7 senders: "SENDING_FACILITY@ip-or-cidr-or-*=<site id>,...". */
+    HL7_PEERS: optionalString,
+    /** Largest accepted HL7 message, in KiB. */
+    HL7_MAX_MESSAGE_KB: z.preprocess(blankToUndefined, z.coerce.number().int().min(1).max(64 * 1024).default(1024)),
+    /** File holding the bearer token of the operator endpoints on METRICS_PORT (unset = those endpoints are off). */
+    OPERATOR_TOKEN_FILE: optionalString,
+    /** Where scheduled and `npm run backup` backups go (embedded SQLite store). */
+    BACKUP_DIR: optionalString,
+    /** UTC hour of the daily backup, 0-23, or "off". */
+    BACKUP_HOUR: z
+      .preprocess(blankToUndefined, z.union([z.literal('off'), z.coerce.number().int().min(0).max(23)]).default(2))
+      .transform((v) => (v === 'off' ? null : v)),
+    /** Daily and weekly backups kept (seed 000: the last 7 days and 5 weeks). */
+    BACKUP_KEEP_DAILY: z.preprocess(blankToUndefined, z.coerce.number().int().min(1).max(366).default(7)),
+    BACKUP_KEEP_WEEKLY: z.preprocess(blankToUndefined, z.coerce.number().int().min(0).max(520).default(5)),
+    /** Forward every audit record to a syslog collector: tls://host:port (RFC 5425, IHE ATNA). */
+    AUDIT_SYSLOG_URL: optionalString.pipe(z.string().regex(/^tls:\/\/[^:/\s]+:\d{1,5}$/, 'expected tls://host:port').optional()),
+    /** PEM CA bundle that signed the collector's certificate (default: the system CAs). */
+    AUDIT_SYSLOG_CA_FILE: optionalString,
+    /** PEM client certificate and key for mutual TLS with the collector (ATNA requires both sides authenticated). */
+    AUDIT_SYSLOG_CERT_FILE: optionalString,
+    AUDIT_SYSLOG_KEY_FILE: optionalString,
     /** Create the demo site and accounts on the first start with an empty store. */
     DEMO_SEED: z
       .enum(['true', 'false', '1', '0'])
@@ -74,6 +137,40 @@ export const configSchema = z
       demoSlide: env.DEMO_SLIDE,
       upload: { maxBytes: env.MAX_UPLOAD_MB * 1024 * 1024, reserveBytes: env.STORAGE_RESERVE_MB * 1024 * 1024 },
       retentionPurgeMs: env.RETENTION_PURGE_MINUTES * 60_000,
+      radiology: {
+        dicomPort: env.DICOM_PORT ?? null,
+        aeTitles: env.DICOM_AE_TITLES,
+        dicomPeers: env.DICOM_PEERS,
+        dicomTls: env.DICOM_TLS,
+        dicomTlsCaFile: env.DICOM_TLS_CA_FILE,
+        maxInstanceBytes: env.DICOM_MAX_INSTANCE_MB * 1024 * 1024,
+        intakeTokens: env.DICOMWEB_TOKENS,
+        hl7Port: env.HL7_PORT ?? null,
+        hl7Peers: env.HL7_PEERS,
+        hl7MaxMessageBytes: env.HL7_MAX_MESSAGE_KB * 1024,
+      },
+      media: {
+        workerBin: env.MEDIASOUP_WORKER_BIN,
+        workers: env.MEDIASOUP_WORKERS,
+        listenIp: env.MEDIASOUP_LISTEN_IP,
+        announcedIp: env.MEDIASOUP_ANNOUNCED_IP,
+        minPort: env.RTC_MIN_PORT,
+        maxPort: env.RTC_MAX_PORT,
+        turnUrls: (env.TURN_URLS ?? '').split(',').map((u) => u.trim()).filter(Boolean),
+        turnSecret: env.TURN_SECRET,
+        turnTtlSeconds: env.TURN_TTL_SECONDS,
+        maxSendBitrate: env.MEDIA_MAX_SEND_BITRATE,
+        maxReceiveBitrate: env.MEDIA_MAX_RECEIVE_BITRATE,
+      },
+      governance: {
+        operatorTokenFile: env.OPERATOR_TOKEN_FILE,
+        backupDir: path.resolve(env.BACKUP_DIR ?? path.join(dataDir, 'backups')),
+        backupHour: env.BACKUP_HOUR,
+        backupKeep: { daily: env.BACKUP_KEEP_DAILY, weekly: env.BACKUP_KEEP_WEEKLY },
+        syslog: env.AUDIT_SYSLOG_URL
+          ? { url: env.AUDIT_SYSLOG_URL, caFile: env.AUDIT_SYSLOG_CA_FILE, certFile: env.AUDIT_SYSLOG_CERT_FILE, keyFile: env.AUDIT_SYSLOG_KEY_FILE }
+          : null,
+      },
       /** Absolute session lifetime (DESIGN 6): not a site policy, fixed at 12 h. */
       sessionAbsoluteMs: 12 * 60 * 60 * 1000,
     };

@@ -36,7 +36,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'draining');
-    server.close().then(
+    server.drain().then(
       () => {
         logger.info('stopped');
         process.exit(0);

@@ -21,9 +21,25 @@ export interface DualServer {
 
 const TLS_HANDSHAKE = 0x16;
 
+/**
+ * TLS 1.2 suites: ECDHE with AEAD only (Mozilla "intermediate" without DHE). Node's default list
+ * also offers CBC suites, which testssl flags (LUCKY13); TLS 1.3 suites are all AEAD and stay.
+ */
+const TLS12_CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
 export function createDualServer(tls: { cert: string; key: string }, app: RequestListener, publicUrl: string): DualServer {
   const httpsServer = https.createServer(
-    { cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2', honorCipherOrder: true },
+    { cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2', ciphers: TLS12_CIPHERS, honorCipherOrder: true, handshakeTimeout: 10_000 },
     app,
   );
   httpsServer.headersTimeout = 20_000;
@@ -38,11 +54,16 @@ export function createDualServer(tls: { cert: string; key: string }, app: Reques
     res.writeHead(308, { Location: location, 'Content-Type': 'text/plain', Connection: 'close' });
     res.end('HTTPS only: use ' + location + '\n');
   });
-  // In-flight requests per connection, so draining can close idle keep-alive sockets at once.
+  // In-flight requests per connection that carried a request (the raw socket for plain HTTP, the
+  // TLS socket for HTTPS), so draining can close idle keep-alive connections at once while
+  // requests in flight finish and upgraded connections (WebSocket) are left to their owner.
   const inFlight = new Map<net.Socket, number>();
+  // Every accepted connection, destroyed when the grace period is over.
+  const connections = new Set<net.Socket>();
   let draining = false;
   const track = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const socket = req.socket as net.Socket;
+    if (!inFlight.has(socket)) socket.once('close', () => inFlight.delete(socket));
     inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
     if (draining) res.setHeader('Connection', 'close');
     res.once('close', () => {
@@ -55,8 +76,8 @@ export function createDualServer(tls: { cert: string; key: string }, app: Reques
   httpServer.prependListener('request', track);
   // Upgraded connections (WebSocket) are not requests in flight; they are closed by their owner.
   const tcp = net.createServer({ pauseOnConnect: false }, (socket) => {
-    inFlight.set(socket, 0);
-    socket.once('close', () => inFlight.delete(socket));
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
     socket.once('error', () => socket.destroy());
     socket.setTimeout(20_000, () => socket.destroy());
     socket.once('readable', () => {
@@ -75,7 +96,7 @@ export function createDualServer(tls: { cert: string; key: string }, app: Reques
     new Promise<void>((resolve) => {
       draining = true;
       const force = setTimeout(() => {
-        for (const socket of inFlight.keys()) socket.destroy();
+        for (const socket of connections) socket.destroy();
       }, graceMs);
       force.unref();
       tcp.close(() => {

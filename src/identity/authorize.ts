@@ -67,6 +67,8 @@ export const ACTIONS = {
   'chat.read': { roles: ANY },
   'annotation.read': { roles: ANY },
   'annotation.write': { roles: ANY },
+  // Audio, video and screen share in a case room the user has joined.
+  'media.join': { roles: ANY },
 } as const satisfies Record<string, Rule>;
 
 export type Action = keyof typeof ACTIONS;

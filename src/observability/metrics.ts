@@ -36,6 +36,24 @@ export class Metrics {
     registers: [this.registry],
     collect: (): void => this.rooms.set(this.roomCount()),
   });
+  /** Set by the media layer: live mediasoup objects on this node. */
+  mediaCounts: () => Record<'workers' | 'routers' | 'peers' | 'transports' | 'producers' | 'consumers', number> = () => ({ workers: 0, routers: 0, peers: 0, transports: 0, producers: 0, consumers: 0 });
+  mediaWorkerDeaths: () => number = () => 0;
+  readonly mediaObjects: Gauge<'kind'> = new Gauge({
+    name: 'media_objects',
+    help: 'Live mediasoup objects on this node by kind (workers, routers, peers, transports, producers, consumers)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+    collect: (): void => {
+      for (const [kind, count] of Object.entries(this.mediaCounts())) this.mediaObjects.set({ kind }, count);
+    },
+  });
+  readonly mediaWorkerDeathsTotal: Gauge = new Gauge({
+    name: 'media_worker_deaths_total',
+    help: 'mediasoup workers that died on this node since it started (each is replaced)',
+    registers: [this.registry],
+    collect: (): void => this.mediaWorkerDeathsTotal.set(this.mediaWorkerDeaths()),
+  });
   readonly sockets = new Gauge({ name: 'sockets_connected', help: 'Authenticated sockets connected to this node', registers: [this.registry] });
 
   constructor() {

@@ -22,10 +22,16 @@ export const ERROR_CODES = {
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Send JSON (Content-Type: application/json).' },
   UNSUPPORTED_FILE_TYPE: { status: 415, message: 'Upload a JPEG, PNG or TIFF (including BigTIFF and pyramidal TIFF) image.' },
   PASSWORD_POLICY: { status: 422, message: 'The password does not meet the site policy.' },
+  INVALID_DICOM: { status: 422, message: 'The DICOM instance is damaged or lacks a required attribute.' },
+  UNSUPPORTED_DICOM: { status: 415, message: 'This DICOM transfer syntax or SOP class is not supported (see docs/radiology.md).' },
+  PATIENT_MISMATCH: { status: 409, message: 'The study belongs to another case or patient; nothing was stored.' },
   RATE_LIMITED: { status: 429, message: 'Too many requests. Wait a moment and try again.' },
   INTERNAL: { status: 500, message: 'Something went wrong on the server.' },
   STORAGE_FULL: { status: 507, message: 'The server has not enough free storage for this file.' },
   NOT_READY: { status: 503, message: 'The server is not ready.' },
+  SERVER_DRAINING: { status: 503, message: 'This server is shutting down. Reconnect to continue on another server.' },
+  MEDIA_UNAVAILABLE: { status: 503, message: 'Audio and video are not available right now. Try again in a moment.' },
+  LIMIT_REACHED: { status: 409, message: 'A limit for this connection or room has been reached.' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

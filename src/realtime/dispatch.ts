@@ -13,7 +13,7 @@ import type { Metrics } from '../observability/metrics';
 import type { Ack, AckError } from '../protocol/realtime';
 import type { SocketIdentity, SocketSessions, Validation } from './socketSession';
 
-export type RateClass = 'join' | 'write' | 'read' | 'volatile';
+export type RateClass = 'join' | 'write' | 'read' | 'volatile' | 'media';
 
 /** Budgets per socket per second (volatile: viewport and pointer at up to 30 Hz each). */
 export const RATE_LIMITS: Record<RateClass, { points: number; duration: number }> = {
@@ -21,6 +21,8 @@ export const RATE_LIMITS: Record<RateClass, { points: number; duration: number }
   write: { points: 20, duration: 1 },
   read: { points: 20, duration: 1 },
   volatile: { points: 60, duration: 1 },
+  // Media signalling: joining a room of 20 cameras and microphones takes ~80 requests at once.
+  media: { points: 300, duration: 10 },
 };
 
 export interface SocketState {

@@ -11,6 +11,10 @@ import { createClient, type RedisClientType } from 'redis';
 import { Server, type Socket } from 'socket.io';
 import type { App } from '../app';
 import type { Logger } from '../observability/logger';
+import { caseRoomResolver, recordMediaAudit, registerMediaHandlers, type MediaTargetResolver } from '../media/handlers';
+import { MediaService, type MediaConfig } from '../media/MediaService';
+import type { MediaServerEvents } from '../protocol/media';
+import { ERROR_CODES } from '../protocol/errors';
 import type { ServerToClientEvents, SessionEndReason } from '../protocol/realtime';
 import { RoomRegistry, roomName } from '../rooms/CaseRoom';
 import { leaveRoom, registerRoomHandlers, type DurableSync, type RoomHandlerDeps } from '../rooms/handlers';
@@ -25,17 +29,34 @@ export interface RealtimeOptions {
   sessionAbsoluteMs: number;
   clock: () => Date;
   roomGraceMs?: number;
+  /** Audio/video (mediasoup) on this node; null or absent: media requests answer MEDIA_UNAVAILABLE. */
+  media?: MediaConfig | null;
 }
 
 export interface Realtime {
   io: Server;
   nodeId: string;
   rooms: RoomRegistry;
+  /** This node's media (worker pool and media rooms), when enabled. */
+  media: MediaService | null;
+  /** Decide which rooms a socket may use media in; follow-up calls add theirs. */
+  mediaResolvers: MediaTargetResolver[];
+  /**
+   * Graceful stop (SIGTERM): refuses new sockets and room joins, tells this node's clients to
+   * reconnect elsewhere (`server:draining`), waits until they have gone or `graceMs` passed,
+   * then closes. Events already received are answered before the store may close.
+   */
+  drain(graceMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
 /** Delay between telling a client its session ended and closing its sockets. */
 const DISCONNECT_AFTER_MS = 250;
+/** Longest wait, at close, for events already being handled to be answered. */
+const IN_FLIGHT_WAIT_MS = 10_000;
+
+/** A broadcast operator seen without its typed event map. */
+type Emitter = { emit(event: string, payload: unknown): boolean };
 
 type SocketWithSession = Socket & { request: IncomingMessage & { session?: Record<string, unknown>; sessionID?: string } };
 
@@ -58,12 +79,16 @@ export type DurableFactory = (app: App) => DurableSync & { register(socket: Sock
 export async function createRealtime(httpsServer: https.Server, app: App, durable: DurableFactory, logger: Logger, options: RealtimeOptions): Promise<Realtime> {
   const nodeId = randomBytes(6).toString('hex');
   const log = logger.child({ module: 'realtime', nodeId });
+  let draining = false;
   const io = new Server(httpsServer, {
     path: '/socket.io',
     serveClient: false,
     // 1 MiB bounds one event (an annotation of 10,000 points is about 300 KB).
     maxHttpBufferSize: 1024 * 1024,
     allowRequest: (req, callback) => {
+      // A draining node takes no new sockets: the client retries and the load balancer, which
+      // already sees /readyz failing, sends it to another node.
+      if (draining) return callback('SERVER_DRAINING', false);
       const origin = req.headers.origin;
       // Browsers always send Origin: a cross-site page cannot ride the session cookie. Clients
       // without one (native apps, tests) are not browsers and cannot be driven by another site.
@@ -103,6 +128,28 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
     presenterRoles: ['clinician', 'site_admin'],
   };
 
+  // Media: the notifier goes through io, so with the Redis adapter it reaches members on any node.
+  const mediaIo = io as unknown as Server<Record<string, never>, MediaServerEvents>;
+  const media = options.media
+    ? await MediaService.create(
+        options.media,
+        {
+          toRoom: (room, event, payload) => void (mediaIo.to(room) as unknown as Emitter).emit(event, payload),
+          toSocket: (socketId, event, payload) => void (mediaIo.to(socketId) as unknown as Emitter).emit(event, payload),
+        },
+        log,
+        options.clock,
+      )
+    : null;
+  const mediaResolvers: MediaTargetResolver[] = [caseRoomResolver];
+  if (media) {
+    media.on('audit', (event) => void recordMediaAudit(app.audit, event).catch((err: Error) => log.warn({ err: { message: err.message } }, 'media audit failed')));
+    app.readinessChecks.push({ name: 'mediasoup', check: async () => media.pool.healthy() });
+    app.metrics.mediaCounts = () => media.counts();
+    app.metrics.mediaWorkerDeaths = () => media.pool.deaths;
+  }
+  deps.mediaLeave = (caseId, socketId) => media?.leave(caseId, socketId);
+
   io.engine.use(app.sessionMiddleware as unknown as RequestHandler);
   io.use((socket, next) => {
     const req = (socket as SocketWithSession).request;
@@ -122,12 +169,49 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
 
   // Leaves still writing to Redis and the store; close() waits for them before quitting Redis.
   const pendingLeaves = new Set<Promise<unknown>>();
+  // Acknowledged events still being handled: close() waits for their answers, so a write that
+  // was received before the shutdown is persisted and acknowledged, never cut off half-way.
+  let inFlight = 0;
+  const inFlightSettled: (() => void)[] = [];
+  const settleOne = () => {
+    inFlight -= 1;
+    if (inFlight === 0) for (const resolve of inFlightSettled.splice(0)) resolve();
+  };
 
   io.on('connection', (socket) => {
     const state = (socket.data as { state: SocketState }).state;
     app.metrics.sockets.inc();
+    socket.use((packet, next) => {
+      const last = packet[packet.length - 1];
+      // Only events someone answers are counted (an unknown event name is never acknowledged).
+      if (typeof last !== 'function' || socket.listeners(packet[0]).length === 0) return next();
+      const ack = last as (answer: unknown) => void;
+      if (draining && packet[0] === 'room:join') {
+        ack({ ok: false, error: { code: 'SERVER_DRAINING', message: ERROR_CODES.SERVER_DRAINING.message } });
+        return;
+      }
+      inFlight += 1;
+      let answered = false;
+      packet[packet.length - 1] = (answer: unknown) => {
+        if (!answered) {
+          answered = true;
+          settleOne();
+        }
+        ack(answer);
+      };
+      next();
+      // Socket.IO drops an event that arrives as its socket disconnects (before the handler runs);
+      // such an event will never be answered and must not hold up the shutdown.
+      process.nextTick(() => {
+        if (!socket.connected && !answered) {
+          answered = true;
+          settleOne();
+        }
+      });
+    });
     void socket.join([state.identity.sessionRoom, state.identity.userRoom]);
     registerRoomHandlers(socket, state, deps);
+    registerMediaHandlers(socket, state, { dispatcher, media, resolvers: mediaResolvers });
     durableStreams.register(socket, state, deps);
 
     // At the session's deadline, re-read it: expired means the socket closes now, not later.
@@ -190,25 +274,56 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
   app.annotations.on('ops', onOps);
 
   let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    draining = true;
+    app.identity.off('sessionsEnded', onEnded);
+    app.converter.off('progress', onProgress);
+    app.chat.off('message', onChat);
+    app.annotations.off('ops', onOps);
+    io.disconnectSockets(true);
+    if (inFlight > 0) {
+      log.info({ inFlight }, 'waiting for events in flight');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, IN_FLIGHT_WAIT_MS);
+        inFlightSettled.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    // Disconnect handlers run now and leave their rooms; let them finish while Redis is up.
+    while (pendingLeaves.size > 0) await Promise.allSettled([...pendingLeaves]);
+    await rooms.close();
+    await media?.close();
+    await new Promise<void>((resolve) => {
+      io.close(() => resolve());
+    }).catch(() => undefined);
+    for (const client of redisClients) await client.quit().catch(() => client.destroy());
+  };
   return {
     io,
     nodeId,
     rooms,
-    async close() {
+    media,
+    mediaResolvers,
+    async drain(graceMs: number) {
       if (closed) return;
-      closed = true;
-      app.identity.off('sessionsEnded', onEnded);
-      app.converter.off('progress', onProgress);
-      app.chat.off('message', onChat);
-      app.annotations.off('ops', onOps);
-      io.disconnectSockets(true);
-      // Disconnect handlers run now and leave their rooms; let them finish while Redis is up.
-      while (pendingLeaves.size > 0) await Promise.allSettled([...pendingLeaves]);
-      await rooms.close();
-      await new Promise<void>((resolve) => {
-        io.close(() => resolve());
-      }).catch(() => undefined);
-      for (const client of redisClients) await client.quit().catch(() => client.destroy());
+      draining = true;
+      const local = io.local as unknown as Server<Record<string, never>, ServerToClientEvents>;
+      const connected = io.of('/').sockets.size;
+      log.info({ sockets: connected, graceMs }, 'draining: asking clients to reconnect to another node');
+      local.emit('server:draining', { reconnect: true });
+      const deadline = Date.now() + graceMs;
+      // Clients leave by themselves (they reconnect through the load balancer); the ones that do
+      // not are disconnected at the deadline, which a client also answers by reconnecting.
+      while (io.of('/').sockets.size > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      log.info({ left: connected - io.of('/').sockets.size, remaining: io.of('/').sockets.size }, 'draining: closing');
+      await close();
     },
+    close,
   };
 }

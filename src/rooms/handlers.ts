@@ -34,6 +34,8 @@ export interface RoomHandlerDeps {
   durable: DurableSync;
   /** Roles that may take the presenter role themselves (a clinician, per the product). */
   presenterRoles: readonly string[];
+  /** Ends a connection's audio and video in a room it leaves. */
+  mediaLeave?: (caseId: string, socketId: string) => unknown;
 }
 
 function auditActor(state: SocketState, socket: Socket) {
@@ -45,6 +47,7 @@ export async function leaveRoom(deps: RoomHandlerDeps, socket: Socket, state: So
   if (!siteId) return;
   state.rooms.delete(caseId);
   await socket.leave(roomName(caseId));
+  await deps.mediaLeave?.(caseId, socket.id);
   await deps.rooms.get(caseId)?.remove(socket.id);
   await deps.audit.record({ siteId, type: 'room.leave', action: 'E', actor: auditActor(state, socket), objects: [{ type: 'case', id: caseId }], details: { reason } });
 }

@@ -14,6 +14,15 @@ import { startServer, type RunningServer, type StartOptions } from '../../src/se
 export const RUN_LOG_DIR = process.env.CC_TEST_LOG_DIR ?? path.join(os.tmpdir(), 'cc-test-logs');
 fs.mkdirSync(RUN_LOG_DIR, { recursive: true });
 
+/**
+ * Remembers a value that must never appear in a server log (a password, a session cookie): the
+ * global teardown (test/logScan.js) searches every log line of the run for each one.
+ */
+export function recordSecret(...values: (string | null | undefined)[]): void {
+  const lines = values.filter((v): v is string => typeof v === 'string' && v.length >= 8 && !v.includes('\n'));
+  if (lines.length) fs.appendFileSync(path.join(RUN_LOG_DIR, `${process.pid}.secrets`), lines.join('\n') + '\n');
+}
+
 /** Passwords set by demoLogin, by e-mail: a test that restarts a node logs in again with them. */
 export const lastPasswords = new Map<string, string>();
 
@@ -45,7 +54,9 @@ export async function startTestServer(
   options: StartOptions & { dataDir?: string } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'cc-test-'));
-  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'debug', SHUTDOWN_GRACE_SECONDS: '1', DEMO_SLIDE: 'false', RETENTION_PURGE_MINUTES: '0', ...env });
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'debug', SHUTDOWN_GRACE_SECONDS: '1', DEMO_SLIDE: 'false', RETENTION_PURGE_MINUTES: '0',
+    // One mediasoup worker on any free port of 127.0.0.1: test servers run side by side.
+    MEDIASOUP_WORKERS: '1', RTC_MIN_PORT: '0', MEDIASOUP_LISTEN_IP: '127.0.0.1', ...env });
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _enc, cb) {
@@ -78,6 +89,7 @@ export async function startTestServer(
       await c.post('/api/auth/password', { currentPassword: account.oneTimePassword, newPassword }).expect(200);
       account.oneTimePassword = newPassword;
       lastPasswords.set(account.email, newPassword);
+      recordSecret(newPassword);
       return { client: c, email: account.email, password: newPassword };
     },
     close: () => server.close(),
@@ -110,6 +122,8 @@ export class TestClient {
         .set('X-CSRF-Token', this.csrfToken!)
         .send(totp === undefined ? { email, password } : { email, password, totp });
       if (res.status === 200) this.csrfToken = res.body.csrfToken;
+      // The password and the session cookie this login produced must never reach a log.
+      recordSecret(password, this.csrfToken, ...sessionCookieValues(res.headers['set-cookie']));
       return res;
     });
   }
@@ -173,6 +187,18 @@ export async function waitFor<T>(check: () => T | Promise<T>, reason: string, ti
     if (Date.now() > deadline) throw new Error(`timed out waiting: ${reason}`);
     await delay(intervalMs);
   }
+}
+
+/** The session cookie's value as sent, URL-decoded, and its bare id (s:<id>.<signature>). */
+function sessionCookieValues(setCookie: string | string[] | undefined): string[] {
+  const out: string[] = [];
+  for (const header of Array.isArray(setCookie) ? setCookie : setCookie ? [setCookie] : []) {
+    const match = /^__Host-sid=([^;]+)/.exec(header);
+    if (!match) continue;
+    const decoded = decodeURIComponent(match[1]!);
+    out.push(match[1]!, decoded, decoded.replace(/^s:/, '').split('.')[0]!);
+  }
+  return out;
 }
 
 export function cookieHeaderOf(client: TestClient): string {
