@@ -105,4 +105,6 @@ export interface ServerToClientEvents {
   'annotation:op': (payload: { caseId: string; op: unknown }) => void;
   'material:progress': (payload: { caseId: string; material: unknown }) => void;
   'session:ended': (payload: { reason: SessionEndReason }) => void;
+  /** This node is shutting down: reconnect (the load balancer picks another node) and rejoin. */
+  'server:draining': (payload: { reconnect: true }) => void;
 }
