@@ -3,6 +3,7 @@
 import type { CaseStatus, Patient } from '../../src/protocol/cases';
 import type { Role } from '../../src/protocol/identity';
 import type { MaterialStatus } from '../../src/protocol/cases';
+import type { AnnotationKind } from '../../src/protocol/annotations';
 
 export const ROLE_LABEL: Record<Role, string> = {
   site_admin: 'Site admin',
@@ -35,3 +36,11 @@ export const MATERIAL_STATUS_LABEL: Record<MaterialStatus, string> = {
 export function keysOf<K extends string>(labels: Record<K, string>): K[] {
   return Object.keys(labels) as K[];
 }
+
+export const ANNOTATION_KIND_LABEL: Record<AnnotationKind, string> = {
+  point: 'Point',
+  line: 'Line',
+  rectangle: 'Rectangle',
+  polygon: 'Polygon',
+  freehand: 'Freehand',
+};

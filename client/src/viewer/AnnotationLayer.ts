@@ -1,53 +1,104 @@
 // Annotations of the open material as an SVG overlay: geometry is stored in image pixels and
 // mapped to screen pixels on every frame the view moves (rotation included). With a drawing tool
-// chosen, the overlay takes the pointer: a click makes a point, a drag a rectangle; the shape is
-// handed to `create` in image pixels. Colours are SVG presentation attributes, not inline styles.
-import { setAttrs, svg } from '../dom';
+// chosen, the overlay takes the pointer and turns gestures into GeoJSON geometry in image pixels;
+// with Pan chosen, a click on a shape selects it and the selected shape can be moved or reshaped
+// by dragging it or its handles. Colours are SVG presentation attributes, not inline styles.
+import { h, setAttrs, svg } from '../dom';
 import type { AnnotationGeometry, AnnotationKind, PublicAnnotation } from '../../../src/protocol/annotations';
+import type * as AnnotationProtocol from '../../../src/protocol/annotations';
 import type { ImageToScreen, SlideViewer } from './SlideViewer';
 
-export type Tool = 'pan' | 'point' | 'rectangle';
+// The protocol's limits, as types: a value import from the protocol module would bring zod into
+// the bundle (27 KB gzipped), and a changed limit there fails the client's type check here.
+export const MAX_POSITIONS: typeof AnnotationProtocol.MAX_POSITIONS = 10_000;
+export const LABEL_MAX: typeof AnnotationProtocol.LABEL_MAX = 200;
+export const TEXT_MAX: typeof AnnotationProtocol.TEXT_MAX = 4000;
+
+export type Tool = 'pan' | 'point' | 'line' | 'rectangle' | 'polygon' | 'freehand' | 'text';
 
 /** A press that moves less than this is a click. */
 const CLICK_SLOP_PX = 4;
+/** A polygon click this close to the first vertex closes it; a freehand stroke ending this close to its start is an outline. */
+const CLOSE_PX = 12;
+/** Freehand samples closer than this to the previous one are dropped (a steady hand makes hundreds). */
+const FREEHAND_STEP_PX = 3;
+
+type ScreenPoint = { x: number; y: number };
+type Position = [number, number];
+
+export interface AnnotationLayerHooks {
+  /** A finished drawing, in image pixels. */
+  create(kind: AnnotationKind, geometry: AnnotationGeometry): void;
+  /** The text tool was clicked at `screen` (element pixels) over image position `image`. */
+  placeText(screen: ScreenPoint, image: Position): void;
+  /** A click on a shape (or on nothing: null). */
+  select(id: string | null): void;
+  /** A selected shape was moved or reshaped. */
+  edit(id: string, geometry: AnnotationGeometry): void;
+  draftColour(): string;
+  /** Whether this person may change annotations (handles are shown only then). */
+  canEdit(): boolean;
+}
+
+/** What a drag on the selected shape changes: one vertex, or the whole shape. */
+type Drag = { id: string; pointerId: number; start: ScreenPoint; vertex: { ring: number; index: number } | null; moved: boolean };
 
 export class AnnotationLayer {
-  readonly element: SVGSVGElement = svg('svg', { class: 'annotation-layer', role: 'img', 'aria-label': 'Annotations' });
+  readonly element: SVGSVGElement = svg('svg', { class: 'annotation-layer', role: 'img', 'aria-label': 'Annotations on the slide' });
   readonly #annotations = new Map<string, PublicAnnotation>();
-  readonly #draft = svg('polygon', { class: 'annotation-draft', fill: 'none' });
+  readonly #draft = svg('polyline', { class: 'annotation-draft', fill: 'none' });
   readonly #stopRedraw: () => void;
   #tool: Tool = 'pan';
   #selected: string | null = null;
-  #press: { x: number; y: number; id: number } | null = null;
+  /** Press of a drag tool (line, rectangle, freehand) or a click tool. */
+  #press: { start: ScreenPoint; pointerId: number; trail: ScreenPoint[] } | null = null;
+  /** Vertices of a polygon being drawn (screen pixels), and where the pointer hovers. */
+  #polygon: ScreenPoint[] = [];
+  #hover: ScreenPoint | null = null;
+  #drag: Drag | null = null;
+  /** The geometry shown for an annotation while it is dragged or its edit is on its way. */
+  readonly #preview = new Map<string, AnnotationGeometry>();
+  readonly #onWindowMove = (e: PointerEvent) => this.#dragMove(e);
+  readonly #onWindowUp = (e: PointerEvent) => this.#dragEnd(e);
 
   constructor(
     private readonly viewer: SlideViewer,
-    private readonly create: (kind: AnnotationKind, geometry: AnnotationGeometry) => void,
-    private readonly select: (id: string | null) => void,
-    private readonly draftColour: () => string,
+    private readonly hooks: AnnotationLayerHooks,
   ) {
     this.#stopRedraw = viewer.onRedraw(() => this.render());
     this.element.addEventListener('pointerdown', (e) => this.#down(e));
     this.element.addEventListener('pointermove', (e) => this.#move(e));
     this.element.addEventListener('pointerup', (e) => this.#up(e));
-    this.element.addEventListener('pointercancel', () => this.#cancel());
+    this.element.addEventListener('pointercancel', () => this.cancelDrawing());
+    this.element.addEventListener('dblclick', (e) => {
+      if (this.#tool !== 'polygon') return;
+      e.preventDefault();
+      this.finishPolygon();
+    });
   }
 
   get tool(): Tool {
     return this.#tool;
   }
 
+  /** Vertices placed so far by the polygon tool. */
+  get polygonVertices(): number {
+    return this.#polygon.length;
+  }
+
   setTool(tool: Tool): void {
     this.#tool = tool;
-    this.#cancel();
+    this.cancelDrawing();
     // While drawing, the overlay takes the pointer and OSD does not pan underneath.
     this.element.classList.toggle('drawing', tool !== 'pan');
+    this.element.dataset.tool = tool;
     this.viewer.osd.setMouseNavEnabled(tool === 'pan');
   }
 
   /** Replaces every annotation (a first join). */
   setAll(annotations: PublicAnnotation[]): void {
     this.#annotations.clear();
+    this.#preview.clear();
     for (const a of annotations) if (!a.deleted) this.#annotations.set(a.id, a);
     this.render();
   }
@@ -59,8 +110,14 @@ export class AnnotationLayer {
     if (known && known.version > annotation.version) return;
     if (annotation.deleted) this.#annotations.delete(annotation.id);
     else this.#annotations.set(annotation.id, annotation);
+    if (!this.#drag || this.#drag.id !== annotation.id) this.#preview.delete(annotation.id);
     if (annotation.deleted && this.#selected === annotation.id) this.#selected = null;
     this.render();
+  }
+
+  /** Drops the preview of an edit that failed: the shape goes back to its stored geometry. */
+  clearPreview(id: string): void {
+    if (this.#preview.delete(id)) this.render();
   }
 
   get(id: string): PublicAnnotation | undefined {
@@ -69,11 +126,37 @@ export class AnnotationLayer {
 
   /** The open material's annotations, oldest first. */
   forMaterial(materialId: string | null): PublicAnnotation[] {
-    return [...this.#annotations.values()].filter((a) => a.materialId === materialId).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    return [...this.#annotations.values()].filter((a) => a.materialId === materialId).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
   }
 
   setSelected(id: string | null): void {
     this.#selected = id;
+    this.render();
+  }
+
+  /** Ends the polygon being drawn (double click, Enter, or a click on its first vertex). */
+  finishPolygon(): void {
+    const points = dedupe(this.#polygon);
+    this.#polygon = [];
+    this.#hover = null;
+    this.render();
+    if (points.length < 3) return;
+    const ring = this.#toImageAll(points);
+    if (ring) this.hooks.create('polygon', { type: 'Polygon', coordinates: [[...ring, ring[0]!]] });
+  }
+
+  /** Forgets a drawing in progress (Escape, a tool change). */
+  cancelDrawing(): void {
+    this.#press = null;
+    this.#polygon = [];
+    this.#hover = null;
+    this.#draft.removeAttribute('points');
+    this.render();
+  }
+
+  /** Removes the last polygon vertex placed (Backspace). */
+  undoVertex(): void {
+    this.#polygon.pop();
     this.render();
   }
 
@@ -82,92 +165,328 @@ export class AnnotationLayer {
     const shapes: SVGElement[] = [];
     if (map) {
       for (const a of this.forMaterial(this.viewer.materialId)) shapes.push(this.#shape(a, map));
+      const selected = this.#selected ? this.#annotations.get(this.#selected) : undefined;
+      if (selected && selected.materialId === this.viewer.materialId && this.#tool === 'pan' && this.hooks.canEdit()) shapes.push(...this.#handles(selected, map));
     }
+    this.#renderDraft();
     this.element.replaceChildren(...shapes, this.#draft);
   }
 
   destroy(): void {
     this.#stopRedraw();
+    window.removeEventListener('pointermove', this.#onWindowMove);
+    window.removeEventListener('pointerup', this.#onWindowUp);
     this.element.remove();
+  }
+
+  // ------------------------------------------------------------------ shapes
+
+  #geometryOf(a: PublicAnnotation): AnnotationGeometry {
+    return this.#preview.get(a.id) ?? a.geometry;
   }
 
   #shape(a: PublicAnnotation, map: ImageToScreen): SVGGElement {
     const colour = a.properties.color;
     const selected = a.id === this.#selected;
-    const group = svg('g', { class: `annotation${selected ? ' selected' : ''}`, 'data-annotation-id': a.id });
+    const group = svg('g', { class: `annotation kind-${a.kind}${selected ? ' selected' : ''}`, 'data-annotation-id': a.id });
+    const title = svg('title');
+    title.textContent = [a.properties.label || a.kind, a.properties.text].filter(Boolean).join(': ');
+    group.append(title);
     const stroke = { stroke: colour, 'stroke-width': selected ? 3 : 2 };
-    const g = a.geometry;
-    let anchor: { x: number; y: number };
+    const g = this.#geometryOf(a);
+    let anchor: ScreenPoint;
     if (g.type === 'Point') {
       anchor = map(g.coordinates[0], g.coordinates[1]);
       group.append(svg('circle', { cx: anchor.x, cy: anchor.y, r: selected ? 7 : 6, fill: colour, 'fill-opacity': 0.6, ...stroke }));
     } else if (g.type === 'LineString') {
       const points = g.coordinates.map(([x, y]) => map(x, y));
       anchor = points[0]!;
-      group.append(svg('polyline', { points: points.map((p) => `${p.x},${p.y}`).join(' '), fill: 'none', ...stroke }));
+      const polyline = points.map((p) => `${p.x},${p.y}`).join(' ');
+      // A wide transparent twin makes a thin line easy to hit.
+      group.append(svg('polyline', { points: polyline, fill: 'none', stroke: 'transparent', 'stroke-width': 12, class: 'hit' }), svg('polyline', { points: polyline, fill: 'none', ...stroke }));
     } else {
       const rings = g.coordinates.map((ring) => ring.map(([x, y]) => map(x, y)));
       anchor = rings[0]!.reduce((top, p) => (p.y < top.y ? p : top), rings[0]![0]!);
       const d = rings.map((ring) => `M${ring.map((p) => `${p.x},${p.y}`).join('L')}Z`).join(' ');
-      group.append(svg('path', { d, fill: colour, 'fill-opacity': 0.12, 'fill-rule': 'evenodd', ...stroke }));
+      group.append(svg('path', { d, fill: colour, 'fill-opacity': selected ? 0.22 : 0.12, 'fill-rule': 'evenodd', ...stroke }));
     }
     if (a.properties.label) {
       const text = svg('text', { x: anchor.x + 8, y: anchor.y - 8, class: 'annotation-label', fill: colour });
-      text.textContent = a.properties.label;
+      text.textContent = a.properties.text ? `${a.properties.label} ✎` : a.properties.label;
+      group.append(text);
+    } else if (a.properties.text) {
+      const text = svg('text', { x: anchor.x + 8, y: anchor.y - 8, class: 'annotation-label', fill: colour });
+      text.textContent = '✎';
       group.append(text);
     }
-    group.addEventListener('click', (e) => {
-      if (this.#tool !== 'pan') return;
-      e.stopPropagation();
-      this.select(a.id);
-    });
+    group.addEventListener('pointerdown', (e) => this.#shapeDown(e, a.id, null));
     return group;
   }
 
-  #local(e: PointerEvent): { x: number; y: number } {
+  /** Vertex handles of the selected shape (not for freehand: too many to be useful). */
+  #handles(a: PublicAnnotation, map: ImageToScreen): SVGElement[] {
+    if (a.kind === 'freehand') return [];
+    const g = this.#geometryOf(a);
+    const vertices: { ring: number; index: number; at: ScreenPoint }[] = [];
+    if (g.type === 'Point') vertices.push({ ring: 0, index: 0, at: map(g.coordinates[0], g.coordinates[1]) });
+    else if (g.type === 'LineString') g.coordinates.forEach(([x, y], index) => vertices.push({ ring: 0, index, at: map(x, y) }));
+    // The closing position repeats the first: no handle of its own.
+    else g.coordinates.forEach((ring, r) => ring.slice(0, -1).forEach(([x, y], index) => vertices.push({ ring: r, index, at: map(x, y) })));
+    return vertices.map((v) => {
+      const handle = svg('rect', { class: 'annotation-handle', x: v.at.x - 5, y: v.at.y - 5, width: 10, height: 10, fill: '#ffffff', stroke: '#0d47a1', 'stroke-width': 2 });
+      handle.addEventListener('pointerdown', (e) => this.#shapeDown(e, a.id, { ring: v.ring, index: v.index }));
+      return handle;
+    });
+  }
+
+  // ------------------------------------------------------------------ selecting and editing
+
+  #shapeDown(e: PointerEvent, id: string, vertex: Drag['vertex']): void {
+    if (this.#tool !== 'pan' || e.button !== 0) return;
+    e.preventDefault();
+    e.stopPropagation();
+    if (this.#selected !== id) {
+      this.hooks.select(id);
+      if (!vertex) {
+        // The first press selects; moving needs a press on a selected shape (no accidental drags).
+        return;
+      }
+    }
+    if (!this.hooks.canEdit()) return;
+    this.#drag = { id, pointerId: e.pointerId, start: this.#local(e), vertex, moved: false };
+    window.addEventListener('pointermove', this.#onWindowMove);
+    window.addEventListener('pointerup', this.#onWindowUp);
+  }
+
+  #dragMove(e: PointerEvent): void {
+    const drag = this.#drag;
+    if (!drag || e.pointerId !== drag.pointerId) return;
+    const a = this.#annotations.get(drag.id);
+    if (!a) return;
+    const now = this.#local(e);
+    if (!drag.moved && Math.hypot(now.x - drag.start.x, now.y - drag.start.y) <= CLICK_SLOP_PX) return;
+    drag.moved = true;
+    const moved = this.#dragged(a, drag, now);
+    if (moved) this.#preview.set(a.id, moved);
+    this.render();
+  }
+
+  #dragEnd(e: PointerEvent): void {
+    const drag = this.#drag;
+    if (!drag || e.pointerId !== drag.pointerId) return;
+    this.#drag = null;
+    window.removeEventListener('pointermove', this.#onWindowMove);
+    window.removeEventListener('pointerup', this.#onWindowUp);
+    const geometry = this.#preview.get(drag.id);
+    if (!drag.moved || !geometry) {
+      this.clearPreview(drag.id);
+      return;
+    }
+    // The preview stays until the server's answer replaces it (or clearPreview after a failure).
+    this.hooks.edit(drag.id, geometry);
+  }
+
+  /** The geometry of `a` after dragging from drag.start to `now`. */
+  #dragged(a: PublicAnnotation, drag: Drag, now: ScreenPoint): AnnotationGeometry | null {
+    const from = this.viewer.screenToImage(drag.start.x, drag.start.y);
+    const to = this.viewer.screenToImage(now.x, now.y);
+    if (!from || !to) return null;
+    const g = a.geometry;
+    if (!drag.vertex) {
+      const dx = to.x - from.x;
+      const dy = to.y - from.y;
+      const shift = ([x, y]: Position): Position => [round(x + dx), round(y + dy)];
+      if (g.type === 'Point') return { type: 'Point', coordinates: shift(g.coordinates) };
+      if (g.type === 'LineString') return { type: 'LineString', coordinates: g.coordinates.map(shift) };
+      return { type: 'Polygon', coordinates: g.coordinates.map((ring) => ring.map(shift)) };
+    }
+    const target: Position = [round(to.x), round(to.y)];
+    const { ring, index } = drag.vertex;
+    if (g.type === 'Point') return { type: 'Point', coordinates: target };
+    if (g.type === 'LineString') return { type: 'LineString', coordinates: g.coordinates.map((p, i) => (i === index ? target : p)) };
+    if (a.kind === 'rectangle') {
+      // A rectangle stays a rectangle on screen: the opposite corner holds, the dragged one follows.
+      const map = this.viewer.imageToScreen();
+      const opposite = g.coordinates[0]![(index + 2) % 4]!;
+      if (!map) return null;
+      const fixed = map(opposite[0], opposite[1]);
+      const corners = this.#toImageAll([fixed, { x: now.x, y: fixed.y }, now, { x: fixed.x, y: now.y }]);
+      return corners ? { type: 'Polygon', coordinates: [[...corners, corners[0]!]] } : null;
+    }
+    return {
+      type: 'Polygon',
+      coordinates: g.coordinates.map((positions, r) => {
+        if (r !== ring) return positions;
+        const last = positions.length - 1;
+        // The first vertex is also the closing one: both move together.
+        return positions.map((p, i) => (i === index || (index === 0 && i === last) ? target : p));
+      }),
+    };
+  }
+
+  // ------------------------------------------------------------------ drawing
+
+  #local(e: PointerEvent | MouseEvent): ScreenPoint {
     const box = this.element.getBoundingClientRect();
     return { x: e.clientX - box.left, y: e.clientY - box.top };
+  }
+
+  #toImage(p: ScreenPoint): Position | null {
+    const image = this.viewer.screenToImage(p.x, p.y);
+    return image ? [round(image.x), round(image.y)] : null;
+  }
+
+  #toImageAll(points: ScreenPoint[]): Position[] | null {
+    const out: Position[] = [];
+    for (const p of points) {
+      const image = this.#toImage(p);
+      if (!image) return null;
+      out.push(image);
+    }
+    return out;
   }
 
   #down(e: PointerEvent): void {
     if (this.#tool === 'pan' || e.button !== 0) return;
     e.preventDefault();
+    const p = this.#local(e);
+    if (this.#tool === 'polygon') {
+      const first = this.#polygon[0];
+      if (first && this.#polygon.length >= 3 && Math.hypot(p.x - first.x, p.y - first.y) <= CLOSE_PX) {
+        this.finishPolygon();
+        return;
+      }
+      // A double click sends two presses at one place: the second is not a new vertex.
+      const last = this.#polygon.at(-1);
+      if (!last || Math.hypot(p.x - last.x, p.y - last.y) > CLICK_SLOP_PX) this.#polygon.push(p);
+      this.render();
+      return;
+    }
     this.element.setPointerCapture(e.pointerId);
-    this.#press = { ...this.#local(e), id: e.pointerId };
+    this.#press = { start: p, pointerId: e.pointerId, trail: [p] };
   }
 
   #move(e: PointerEvent): void {
-    if (!this.#press || this.#tool !== 'rectangle') return;
     const p = this.#local(e);
-    const s = this.#press;
-    setAttrs(this.#draft, { points: `${s.x},${s.y} ${p.x},${s.y} ${p.x},${p.y} ${s.x},${p.y}`, stroke: this.draftColour(), 'stroke-width': 2, 'stroke-dasharray': '6 4' });
+    if (this.#tool === 'polygon') {
+      this.#hover = p;
+      this.#renderDraft();
+      return;
+    }
+    const press = this.#press;
+    if (!press || press.pointerId !== e.pointerId) return;
+    if (this.#tool === 'freehand') {
+      const last = press.trail.at(-1)!;
+      if (Math.hypot(p.x - last.x, p.y - last.y) >= FREEHAND_STEP_PX) press.trail.push(p);
+    } else {
+      press.trail = [press.start, p];
+    }
+    this.#renderDraft();
   }
 
   #up(e: PointerEvent): void {
     const press = this.#press;
-    this.#cancel();
-    if (!press || press.id !== e.pointerId) return;
+    if (!press || press.pointerId !== e.pointerId) return;
+    this.#press = null;
     const end = this.#local(e);
-    const moved = Math.hypot(end.x - press.x, end.y - press.y) > CLICK_SLOP_PX;
-    const toImage = (x: number, y: number): [number, number] | null => {
-      const p = this.viewer.screenToImage(x, y);
-      return p ? [Math.round(p.x * 100) / 100, Math.round(p.y * 100) / 100] : null;
-    };
-    if (this.#tool === 'point' && !moved) {
-      const p = toImage(end.x, end.y);
-      if (p) this.create('point', { type: 'Point', coordinates: p });
-    } else if (this.#tool === 'rectangle' && moved) {
-      // The four screen corners, mapped back: a rotated view gives a rotated rectangle in the image.
-      const corners = [toImage(press.x, press.y), toImage(end.x, press.y), toImage(end.x, end.y), toImage(press.x, end.y)];
-      if (corners.every((c) => c !== null)) {
-        const ring = corners as [number, number][];
-        this.create('rectangle', { type: 'Polygon', coordinates: [[...ring, ring[0]!]] });
+    const moved = Math.hypot(end.x - press.start.x, end.y - press.start.y) > CLICK_SLOP_PX;
+    const s = press.start;
+    this.#renderDraft();
+    switch (this.#tool) {
+      case 'point': {
+        const p = moved ? null : this.#toImage(end);
+        if (p) this.hooks.create('point', { type: 'Point', coordinates: p });
+        break;
       }
+      case 'text': {
+        const p = moved ? null : this.#toImage(end);
+        if (p) this.hooks.placeText(end, p);
+        break;
+      }
+      case 'line': {
+        const line = moved ? this.#toImageAll([s, end]) : null;
+        if (line) this.hooks.create('line', { type: 'LineString', coordinates: line });
+        break;
+      }
+      case 'rectangle': {
+        // The four screen corners, mapped back: a rotated view gives a rotated rectangle in the image.
+        const corners = moved ? this.#toImageAll([s, { x: end.x, y: s.y }, end, { x: s.x, y: end.y }]) : null;
+        if (corners) this.hooks.create('rectangle', { type: 'Polygon', coordinates: [[...corners, corners[0]!]] });
+        break;
+      }
+      case 'freehand': {
+        const trail = thin(dedupe([...press.trail, end]), MAX_POSITIONS - 1);
+        // A closed outline ends where it started: what counts is how far the stroke went.
+        const reach = Math.max(...trail.map((p) => Math.hypot(p.x - s.x, p.y - s.y)));
+        if (trail.length < 2 || reach <= CLOSE_PX * 2) break;
+        const closed = trail.length >= 3 && Math.hypot(end.x - s.x, end.y - s.y) <= CLOSE_PX * 2;
+        const positions = this.#toImageAll(closed ? trail.slice(0, -1) : trail);
+        if (!positions) break;
+        if (closed && positions.length >= 3) this.hooks.create('freehand', { type: 'Polygon', coordinates: [[...positions, positions[0]!]] });
+        else this.hooks.create('freehand', { type: 'LineString', coordinates: positions });
+        break;
+      }
+      case 'pan':
+      case 'polygon':
+        break;
     }
   }
 
-  #cancel(): void {
-    this.#press = null;
-    this.#draft.removeAttribute('points');
+  #renderDraft(): void {
+    const colour = this.hooks.draftColour();
+    let points: ScreenPoint[] = [];
+    if (this.#tool === 'polygon' && this.#polygon.length > 0) points = this.#hover ? [...this.#polygon, this.#hover] : this.#polygon;
+    else if (this.#press && this.#tool === 'rectangle') {
+      const [s, p] = [this.#press.start, this.#press.trail.at(-1)!];
+      points = [s, { x: p.x, y: s.y }, p, { x: s.x, y: p.y }, s];
+    } else if (this.#press && (this.#tool === 'line' || this.#tool === 'freehand')) points = this.#press.trail;
+    if (points.length < 2) {
+      this.#draft.removeAttribute('points');
+      return;
+    }
+    setAttrs(this.#draft, { points: points.map((p) => `${p.x},${p.y}`).join(' '), stroke: colour, 'stroke-width': 2, 'stroke-dasharray': '6 4' });
   }
+}
+
+function round(v: number): number {
+  return Math.round(v * 100) / 100;
+}
+
+/** Drops consecutive repeats (a ring must not have zero-length edges to be useful). */
+function dedupe(points: ScreenPoint[]): ScreenPoint[] {
+  return points.filter((p, i) => i === 0 || p.x !== points[i - 1]!.x || p.y !== points[i - 1]!.y);
+}
+
+/** Keeps at most `max` points, evenly spread, the last one included. */
+function thin(points: ScreenPoint[], max: number): ScreenPoint[] {
+  if (points.length <= max) return points;
+  const step = (points.length - 1) / (max - 1);
+  return Array.from({ length: max }, (_, i) => points[Math.round(i * step)]!);
+}
+
+/** An HTML text field placed over the viewer for the text tool (positions through element.style). */
+export function floatingTextField(host: HTMLElement, at: ScreenPoint, done: (text: string | null) => void): HTMLInputElement {
+  const input = h('input', { type: 'text', class: 'annotation-text-input', maxLength: 200, placeholder: 'Text, then Enter', attrs: { 'aria-label': 'Text label' } });
+  input.style.left = `${Math.round(at.x)}px`;
+  input.style.top = `${Math.round(at.y)}px`;
+  let settled = false;
+  const finish = (text: string | null) => {
+    if (settled) return;
+    settled = true;
+    input.remove();
+    done(text);
+  };
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter') {
+      e.preventDefault();
+      finish(input.value.trim() || null);
+    } else if (e.key === 'Escape') {
+      e.preventDefault();
+      finish(null);
+    }
+  });
+  input.addEventListener('blur', () => finish(input.value.trim() || null));
+  host.appendChild(input);
+  input.focus();
+  return input;
 }

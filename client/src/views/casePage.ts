@@ -3,17 +3,18 @@
 // and wires them together; each panel owns its own part of the screen.
 import { ApiError, describeError } from '../api';
 import type { AppContext, View } from '../context';
-import { h, randomId, replaceChildren, throttle } from '../dom';
+import { h, replaceChildren, throttle } from '../dom';
 import { STATUS_LABEL } from '../labels';
+import { VideoGrid } from '../media/VideoGrid';
 import { ChatPanel } from '../room/ChatPanel';
 import { PresencePanel } from '../room/PresencePanel';
 import { AckFailure, RoomClient, type ConnectionState } from '../room/RoomClient';
-import { AnnotationLayer, type Tool } from '../viewer/AnnotationLayer';
+import { AnnotationPanel } from '../annotations/AnnotationPanel';
 import { PointerLayer } from '../viewer/PointerLayer';
 import { SlideViewer } from '../viewer/SlideViewer';
 import { caseSubject } from './caseList';
 import { MaterialsPanel } from './MaterialsPanel';
-import type { AnnotationGeometry, AnnotationKind, AnnotationOp, PublicAnnotation } from '../../../src/protocol/annotations';
+import type { AnnotationOp, PublicAnnotation } from '../../../src/protocol/annotations';
 import type { PublicCase, PublicMaterial } from '../../../src/protocol/cases';
 import type { PublicChatMessage } from '../../../src/protocol/chat';
 import type { MeResponse } from '../../../src/protocol/identity';
@@ -28,8 +29,6 @@ const POINTER_EVERY_MS = 50;
 /** Conversion progress is polled only while the room is not connected (the socket pushes it otherwise). */
 const POLL_EVERY_MS = 1000;
 const NOTICE_MS = 8000;
-/** The colour offered for new annotations (a choice of this page; the server's default is for imports). */
-const NEW_ANNOTATION_COLOUR = '#1e88e5';
 
 const SESSION_END_NOTICE: Record<SessionEndReason, string> = {
   logout: 'You were signed out.',
@@ -53,13 +52,16 @@ class CasePage {
   readonly element = h('main', { class: 'page case-page' }, h('p', { class: 'loading' }, 'Opening the case…'));
   readonly #me: MeResponse;
   #room: RoomClient | null = null;
+  #callPanel: VideoGrid | null = null;
   #viewer: SlideViewer | null = null;
   #pointers: PointerLayer | null = null;
-  #annotations: AnnotationLayer | null = null;
+  #annotations: AnnotationPanel | null = null;
   #materials: MaterialsPanel | null = null;
   #chat: ChatPanel | null = null;
   #presence: PresencePanel | null = null;
   readonly #members = new Map<string, Member>();
+  /** Names of everyone seen in the room since the page opened (for annotation histories). */
+  readonly #formerNames = new Map<string, string>();
   #presenter: Presenter | null = null;
   #following = false;
   #pointerOn = false;
@@ -67,7 +69,6 @@ class CasePage {
   #pendingView: Viewport | null = null;
   /** The presenter's latest view, kept while not following so that Follow catches up at once. */
   #presenterView: Viewport | null = null;
-  #selected: string | null = null;
   #presenceState: 'active' | 'idle' = 'active';
   #lastInput = Date.now();
   #presenceTimer: number | null = null;
@@ -81,11 +82,6 @@ class CasePage {
   readonly #notice = h('p', { class: 'notice', hidden: true, attrs: { role: 'status', 'aria-live': 'polite' } });
   readonly #followBar = h('div', { class: 'follow-bar', hidden: true, attrs: { role: 'status' } });
   readonly #pointerButton = h('button', { type: 'button', class: 'tool', attrs: { 'aria-pressed': 'false' }, title: 'Show your pointer to the room' }, 'Pointer');
-  readonly #toolButtons = new Map<Tool, HTMLButtonElement>();
-  readonly #labelInput = h('input', { type: 'text', name: 'annotation-label', placeholder: 'Label', maxLength: 200, attrs: { 'aria-label': 'Label for new annotations' } });
-  readonly #colourInput = h('input', { type: 'color', name: 'annotation-colour', value: NEW_ANNOTATION_COLOUR, attrs: { 'aria-label': 'Colour for new annotations' } });
-  readonly #annotationList = h('ul', { class: 'annotation-list' });
-  readonly #annotationRows = new Map<string, { row: HTMLLIElement; label: HTMLInputElement; colour: HTMLInputElement }>();
 
   readonly #sendViewport = throttle(() => this.#viewportNow(), VIEWPORT_EVERY_MS);
   readonly #sendPointer = throttle((x: number, y: number) => {
@@ -111,6 +107,7 @@ class CasePage {
     if (this.#pollTimer !== null) window.clearInterval(this.#pollTimer);
     if (this.#noticeTimer !== null) window.clearTimeout(this.#noticeTimer);
     for (const cleanup of this.#cleanups) cleanup();
+    this.#callPanel?.dispose();
     this.#room?.close();
     this.#materials?.dispose();
     this.#pointers?.destroy();
@@ -149,6 +146,7 @@ class CasePage {
       connection: (state) => this.#onConnection(state),
       memberJoined: (m) => {
         this.#members.set(m.socketId, m);
+        this.#formerNames.set(m.userId, m.name);
         this.#renderPresence();
       },
       memberLeft: (socketId, userId) => {
@@ -173,6 +171,9 @@ class CasePage {
       },
       joinFailed: (error) => this.#say('code' in error && error.code === 'NOT_FOUND' ? 'This case no longer exists.' : `Could not join the case room: ${error.message}`),
     });
+    // Audio and video ride the room's socket; the panel sits above the presence list.
+    this.#callPanel = new VideoGrid(this.#room.socket as never, this.caseId, { myName: this.#me.user.name, say: (text) => this.#say(text) });
+    this.element.querySelector('.case-right')?.prepend(this.#callPanel.element);
     this.#watchPresence();
     this.#pollTimer = window.setInterval(() => void this.#poll(), POLL_EVERY_MS);
   }
@@ -181,13 +182,16 @@ class CasePage {
     const me = this.#me;
     const viewer = (this.#viewer = new SlideViewer());
     this.#pointers = new PointerLayer(viewer);
-    this.#annotations = new AnnotationLayer(
-      viewer,
-      (kind, geometry) => void this.#createAnnotation(kind, geometry),
-      (id) => this.#select(id),
-      () => this.#colourInput.value,
-    );
-    viewer.overlayHost.append(this.#annotations.element, this.#pointers.element);
+    this.#annotations = new AnnotationPanel(viewer, {
+      caseId: this.caseId,
+      api: this.ctx.api,
+      myUserId: me.user.id,
+      call: (event, payload) => this.#call(event, payload),
+      say: (text) => this.#say(text),
+      nameOf: (userId) => this.#formerNames.get(userId) ?? null,
+      materialId: () => viewer.materialId,
+    });
+    viewer.overlayHost.append(this.#annotations.layer.element, this.#pointers.element);
     this.#cleanups.push(
       viewer.onChange(() => {
         if (this.#iPresent) this.#sendViewport();
@@ -223,13 +227,7 @@ class CasePage {
       h('button', { type: 'button', class: 'tool', title: 'Rotate 90°', on: { click: () => viewer.rotateBy(90) } }, 'Rotate'),
       this.#pointerButton,
       h('span', { class: 'toolbar-gap' }),
-      ...(['pan', 'point', 'rectangle'] as const).map((tool) => {
-        const button = h('button', { type: 'button', class: 'tool', attrs: { 'aria-pressed': String(tool === 'pan') }, on: { click: () => this.#setTool(tool) } }, { pan: 'Pan', point: 'Point', rectangle: 'Rectangle' }[tool]);
-        this.#toolButtons.set(tool, button);
-        return button;
-      }),
-      this.#labelInput,
-      this.#colourInput,
+      this.#annotations.toolbar,
     );
 
     const subject = caseSubject(c);
@@ -243,7 +241,6 @@ class CasePage {
       subject.secondary ? h('span', { class: 'subject-detail' }, subject.secondary) : null,
       this.#connection,
     );
-    const annotationsPanel = h('section', { class: 'panel annotations-panel' }, h('h2', {}, 'Annotations'), this.#annotationList);
     replaceChildren(
       this.element,
       header,
@@ -253,8 +250,8 @@ class CasePage {
         'div',
         { class: 'case-body' },
         h('aside', { class: 'case-left' }, this.#materials.element),
-        h('section', { class: 'case-center', attrs: { 'aria-label': 'Slide viewer' } }, toolbar, this.#followBar, viewer.element),
-        h('aside', { class: 'case-right' }, this.#presence.element, this.#chat.element, annotationsPanel),
+        h('section', { class: 'case-center', attrs: { 'aria-label': 'Slide viewer' } }, toolbar, this.#annotations.hint, this.#followBar, viewer.element),
+        h('aside', { class: 'case-right' }, this.#presence.element, this.#chat.element, this.#annotations.element),
       ),
     );
     this.#renderPresence();
@@ -266,9 +263,9 @@ class CasePage {
     this.#members.clear();
     for (const m of s.members) this.#members.set(m.socketId, m);
     this.#chat?.add(s.chat as PublicChatMessage[], !first);
+    for (const m of s.members) this.#formerNames.set(m.userId, m.name);
     if (s.annotations) this.#annotations?.setAll(s.annotations as PublicAnnotation[]);
-    for (const op of s.annotationOps as AnnotationOp[]) this.#annotations?.apply(op.annotation);
-    this.#renderAnnotationList();
+    for (const op of s.annotationOps as AnnotationOp[]) this.#annotations?.applyOp(op);
     // The presenter and the latest view: a newcomer (or a rejoin) follows a presenter at once.
     this.#setPresenter(s.presenter, s.viewport);
     if (this.#presenceState === 'idle') void this.#call('presence:state', { caseId: this.caseId, state: 'idle' }).catch(() => undefined);
@@ -426,7 +423,7 @@ class CasePage {
     const viewer = this.#viewer;
     if (!viewer) return;
     this.#materials?.setActive(material.id);
-    this.#setSelected(null);
+    this.#annotations?.materialChanged();
     try {
       await viewer.open(material);
     } catch (err) {
@@ -439,8 +436,7 @@ class CasePage {
       this.#pendingView = null;
       if (this.#following) viewer.apply(pending, true);
     }
-    this.#annotations?.render();
-    this.#renderAnnotationList();
+    this.#annotations?.materialChanged();
     if (this.#iPresent) this.#viewportNow();
   }
 
@@ -478,122 +474,8 @@ class CasePage {
     }
   }
 
-  // ------------------------------------------------------------------ annotations
-
-  #setTool(tool: Tool): void {
-    this.#annotations?.setTool(tool);
-    for (const [t, button] of this.#toolButtons) button.setAttribute('aria-pressed', String(t === tool));
-  }
-
-  async #createAnnotation(kind: AnnotationKind, geometry: AnnotationGeometry): Promise<void> {
-    const materialId = this.#viewer?.materialId;
-    if (!materialId) return;
-    try {
-      const op = await this.#call<AnnotationOp>('annotation:create', {
-        caseId: this.caseId,
-        materialId,
-        clientId: randomId(),
-        kind,
-        geometry,
-        properties: { label: this.#labelInput.value.trim(), color: this.#colourInput.value, text: '' },
-      });
-      this.#applyOp(op);
-      this.#select(op.annotationId);
-    } catch (err) {
-      this.#say(err instanceof AckFailure ? err.message : 'The annotation could not be saved.');
-    }
-  }
-
   #applyOp(op: AnnotationOp): void {
-    this.#annotations?.apply(op.annotation);
-    this.#renderAnnotationList();
-  }
-
-  async #updateAnnotation(id: string, properties: { label?: string; color?: string }): Promise<void> {
-    let base = this.#annotations?.get(id);
-    for (let attempt = 0; base && attempt < 2; attempt++) {
-      try {
-        this.#applyOp(await this.#call<AnnotationOp>('annotation:update', { caseId: this.caseId, annotationId: id, baseVersion: base.version, properties }));
-        return;
-      } catch (err) {
-        const current = conflictCurrent(err);
-        if (!current) {
-          this.#say(err instanceof AckFailure ? err.message : 'The change could not be saved.');
-          return;
-        }
-        // Someone changed it first: take their version, then apply only the fields changed here.
-        this.#annotations?.apply(current);
-        this.#renderAnnotationList();
-        if (current.deleted) {
-          this.#say('Someone deleted this annotation meanwhile.');
-          return;
-        }
-        this.#say('Someone changed this annotation first; your change was applied to their version.');
-        base = current;
-      }
-    }
-  }
-
-  async #deleteAnnotation(id: string): Promise<void> {
-    const base = this.#annotations?.get(id);
-    if (!base) return;
-    try {
-      this.#applyOp(await this.#call<AnnotationOp>('annotation:delete', { caseId: this.caseId, annotationId: id, baseVersion: base.version }));
-    } catch (err) {
-      const current = conflictCurrent(err);
-      if (!current) {
-        this.#say(err instanceof AckFailure ? err.message : 'The annotation could not be deleted.');
-        return;
-      }
-      // A deletion is not re-applied blindly to a version nobody here has seen: show it first.
-      this.#annotations?.apply(current);
-      this.#renderAnnotationList();
-      this.#say(current.deleted ? 'This annotation was already deleted.' : 'Someone changed this annotation meanwhile; it now shows their version. Delete it again if you still want to.');
-    }
-  }
-
-  #select(id: string | null): void {
-    this.#setSelected(id);
-    const row = id ? this.#annotationRows.get(id) : undefined;
-    row?.row.scrollIntoView({ block: 'nearest' });
-    row?.label.focus();
-  }
-
-  #setSelected(id: string | null): void {
-    this.#selected = id;
-    this.#annotations?.setSelected(id);
-    for (const [rowId, { row }] of this.#annotationRows) row.classList.toggle('selected', rowId === id);
-  }
-
-  /** Keyed: rows are reused, and a field being edited is not overwritten under the cursor. */
-  #renderAnnotationList(): void {
-    const list = this.#annotations?.forMaterial(this.#viewer?.materialId ?? null) ?? [];
-    const keep = new Set(list.map((a) => a.id));
-    for (const [id, { row }] of this.#annotationRows) {
-      if (!keep.has(id)) {
-        row.remove();
-        this.#annotationRows.delete(id);
-      }
-    }
-    const rows = list.map((a) => {
-      let entry = this.#annotationRows.get(a.id);
-      if (!entry) {
-        const label = h('input', { type: 'text', maxLength: 200, placeholder: a.kind, attrs: { 'aria-label': 'Annotation label' } });
-        const colour = h('input', { type: 'color', attrs: { 'aria-label': 'Annotation colour' } });
-        label.addEventListener('change', () => void this.#updateAnnotation(a.id, { label: label.value.trim() }));
-        label.addEventListener('focus', () => this.#setSelected(a.id));
-        colour.addEventListener('change', () => void this.#updateAnnotation(a.id, { color: colour.value }));
-        const remove = h('button', { type: 'button', class: 'small', title: 'Delete', on: { click: () => void this.#deleteAnnotation(a.id) } }, 'Delete');
-        const row = h('li', { class: 'annotation-item', dataset: { annotationId: a.id } }, colour, label, h('span', { class: 'annotation-kind' }, a.kind), remove);
-        entry = { row, label, colour };
-        this.#annotationRows.set(a.id, entry);
-      }
-      if (document.activeElement !== entry.label) entry.label.value = a.properties.label;
-      if (document.activeElement !== entry.colour) entry.colour.value = a.properties.color;
-      entry.row.classList.toggle('selected', a.id === this.#selected);
-      return entry.row;
-    });
-    replaceChildren(this.#annotationList, ...(rows.length ? rows : [h('li', { class: 'muted' }, this.#viewer?.materialId ? 'None yet. Choose Point or Rectangle to draw.' : 'Open a material to see its annotations.')]));
+    this.#annotations?.applyOp(op);
   }
 
   // ------------------------------------------------------------------ messages
@@ -606,9 +488,4 @@ class CasePage {
       this.#notice.hidden = true;
     }, NOTICE_MS);
   }
-}
-
-function conflictCurrent(err: unknown): PublicAnnotation | null {
-  if (err instanceof AckFailure && err.code === 'VERSION_CONFLICT' && err.error.current) return err.error.current as PublicAnnotation;
-  return null;
 }
