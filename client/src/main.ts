@@ -14,6 +14,7 @@ import type { MeResponse } from '../../src/protocol/identity';
 
 const APP_NAME = 'Case collaboration';
 const CASE_PATH = /^\/cases\/([A-Za-z0-9_-]{22})\/?$/;
+const ADMIN_PATH = /^\/admin(?:\/([a-z]+))?\/?$/;
 
 const SESSION_LOSS_NOTICE: Record<SessionLossCode, string> = {
   SESSION_EXPIRED: ERROR_CODES.SESSION_EXPIRED.message,
@@ -198,7 +199,12 @@ class App implements AppContext {
       this.#header,
       h('a', { class: 'brand', href: '/cases', dataset: { link: '' } }, APP_NAME),
       h('span', { class: 'site-name' }, me.site.name),
-      h('nav', { class: 'main-nav' }, h('a', { href: '/cases', dataset: { link: '' } }, 'Cases')),
+      h(
+        'nav',
+        { class: 'main-nav', attrs: { 'aria-label': 'Main' } },
+        h('a', { href: '/cases', dataset: { link: '' }, attrs: location.pathname.startsWith('/cases') ? { 'aria-current': 'page' } : {} }, 'Cases'),
+        me.user.role === 'site_admin' ? h('a', { href: '/admin/users', dataset: { link: '' }, attrs: location.pathname.startsWith('/admin') ? { 'aria-current': 'page' } : {} }, 'Administration') : null,
+      ),
       h('span', { class: 'user-name', title: me.user.email }, `${me.user.name} · ${ROLE_LABEL[me.user.role]}`),
       h('button', { type: 'button', class: 'sign-out', on: { click: () => void this.signOut() } }, 'Sign out'),
     );
@@ -224,8 +230,11 @@ class App implements AppContext {
       view = totpEnrolView(this);
     } else {
       const match = CASE_PATH.exec(path);
+      const admin = ADMIN_PATH.exec(path);
       if (match) {
         view = lazyCasePage(this, match[1]!);
+      } else if (admin && this.me.user.role === 'site_admin') {
+        view = lazyAdminPage(this, admin[1] ?? 'users');
       } else {
         if (!/^\/cases\/?$/.test(path)) history.replaceState(null, '', '/cases');
         this.setTitle('Cases');
@@ -250,6 +259,34 @@ function lazyCasePage(ctx: AppContext, caseId: string): View {
     ({ casePageView }) => {
       if (disposed) return;
       inner = casePageView(ctx, caseId);
+      replaceChildren(element, inner.element);
+    },
+    () => {
+      if (!disposed) replaceChildren(element, h('p', { class: 'page form-error' }, 'The page could not be loaded. Check the connection and reload.'));
+    },
+  );
+  return {
+    element,
+    dispose: () => {
+      disposed = true;
+      inner?.dispose?.();
+    },
+  };
+}
+
+/** The administration pages, a chunk of their own (only site admins load it). */
+function lazyAdminPage(ctx: AppContext, section: string): View {
+  const element = h('div', { class: 'lazy-view' }, h('p', { class: 'page loading' }, 'Opening the administration…'));
+  let inner: View | null = null;
+  let disposed = false;
+  import('./admin/adminPage').then(
+    ({ adminPageView, isAdminSection }) => {
+      if (disposed) return;
+      if (!isAdminSection(section)) {
+        ctx.navigate('/admin/users', { replace: true });
+        return;
+      }
+      inner = adminPageView(ctx, section);
       replaceChildren(element, inner.element);
     },
     () => {
