@@ -11,8 +11,9 @@ import { createClient, type RedisClientType } from 'redis';
 import { Server, type Socket } from 'socket.io';
 import type { App } from '../app';
 import type { Logger } from '../observability/logger';
-import { caseRoomResolver, recordMediaAudit, registerMediaHandlers, type MediaTargetResolver } from '../media/handlers';
+import { caseRoomResolver, recordMediaAudit, registerMediaHandlers, type MediaSignalling, type MediaTargetResolver } from '../media/handlers';
 import { MediaService, type MediaConfig } from '../media/MediaService';
+import { MediaHome } from '../media/remote';
 import type { MediaServerEvents } from '../protocol/media';
 import { ERROR_CODES } from '../protocol/errors';
 import type { ServerToClientEvents, SessionEndReason } from '../protocol/realtime';
@@ -39,6 +40,8 @@ export interface Realtime {
   rooms: RoomRegistry;
   /** This node's media (worker pool and media rooms), when enabled. */
   media: MediaService | null;
+  /** With REDIS_URL: which node hosts each room's media, and the forwarding to it. */
+  mediaHome: MediaHome | null;
   /** Decide which rooms a socket may use media in; follow-up calls add theirs. */
   mediaResolvers: MediaTargetResolver[];
   /**
@@ -148,7 +151,11 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
     app.metrics.mediaCounts = () => media.counts();
     app.metrics.mediaWorkerDeaths = () => media.pool.deaths;
   }
-  deps.mediaLeave = (caseId, socketId) => media?.leave(caseId, socketId);
+  // Several nodes: each room's media lives on one node, its media home; members connected to
+  // other nodes have their signalling forwarded there (src/media/remote.ts).
+  const mediaHome = options.redisUrl ? await MediaHome.create({ redisUrl: options.redisUrl, nodeId, local: media, io, logger: log }) : null;
+  const signalling: MediaSignalling | null = mediaHome ?? media;
+  deps.mediaLeave = (caseId, socketId) => signalling?.leave(caseId, socketId);
 
   io.engine.use(app.sessionMiddleware as unknown as RequestHandler);
   io.use((socket, next) => {
@@ -211,7 +218,7 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
     });
     void socket.join([state.identity.sessionRoom, state.identity.userRoom]);
     registerRoomHandlers(socket, state, deps);
-    registerMediaHandlers(socket, state, { dispatcher, media, resolvers: mediaResolvers });
+    registerMediaHandlers(socket, state, { dispatcher, media: signalling, resolvers: mediaResolvers });
     durableStreams.register(socket, state, deps);
 
     // At the session's deadline, re-read it: expired means the socket closes now, not later.
@@ -296,6 +303,7 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
     // Disconnect handlers run now and leave their rooms; let them finish while Redis is up.
     while (pendingLeaves.size > 0) await Promise.allSettled([...pendingLeaves]);
     await rooms.close();
+    await mediaHome?.close();
     await media?.close();
     await new Promise<void>((resolve) => {
       io.close(() => resolve());
@@ -307,6 +315,7 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
     nodeId,
     rooms,
     media,
+    mediaHome,
     mediaResolvers,
     async drain(graceMs: number) {
       if (closed) return;
@@ -314,6 +323,8 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
       const local = io.local as unknown as Server<Record<string, never>, ServerToClientEvents>;
       const connected = io.of('/').sockets.size;
       log.info({ sockets: connected, graceMs }, 'draining: asking clients to reconnect to another node');
+      // Rooms whose media this node hosts move first, so members on other nodes rebuild there.
+      await mediaHome?.drain().catch((err: Error) => log.warn({ err: { message: err.message } }, 'media home drain failed'));
       local.emit('server:draining', { reconnect: true });
       const deadline = Date.now() + graceMs;
       // Clients leave by themselves (they reconnect through the load balancer); the ones that do
