@@ -31,6 +31,9 @@ import { IdentityService } from './identity/service';
 import { healthRoutes, type ReadinessCheck } from './observability/health';
 import type { Logger } from './observability/logger';
 import { Metrics } from './observability/metrics';
+import { parseIntakeTokens } from './radiology/peers';
+import { radiologyRoutes, radiologyUploadRoutes, stowRoutes } from './radiology/routes';
+import { RadiologyService } from './radiology/service';
 import type { Store } from './store/types';
 
 export interface AppDeps {
@@ -46,6 +49,8 @@ export interface AppDeps {
 export type AppConfig = Pick<Config, 'trustProxyHops' | 'sessionAbsoluteMs' | 'publicUrl' | 'dataDir' | 'upload'> & {
   /** Per-IP budgets; the defaults suit a hospital behind one NAT address. */
   rateLimits?: Partial<typeof DEFAULT_RATE_LIMITS>;
+  /** DICOM intake limits and STOW-RS tokens (config.radiology); defaults when absent. */
+  radiology?: { maxInstanceBytes: number; intakeTokens?: string };
 };
 
 export const DEFAULT_RATE_LIMITS = {
@@ -67,6 +72,8 @@ export const DEFAULT_RATE_LIMITS = {
   adminReadsPerUserPerMinute: 120,
   /** Audit exports and chain verifications (each reads a whole trail) per site admin per minute. */
   adminHeavyPerUserPerMinute: 6,
+  /** STOW-RS requests per user or per token-holding address per minute (each may carry a study). */
+  stowPerMinute: 120,
 };
 
 export interface App {
@@ -86,6 +93,7 @@ export interface App {
   transfers: TransferService;
   annotations: AnnotationService;
   chat: ChatService;
+  radiology: RadiologyService;
   /** Session middleware, shared with the Socket.IO engine later. */
   sessionMiddleware: RequestHandler;
   draining: boolean;
@@ -126,6 +134,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   const transfers = new TransferService(store, audit, dataKeys, storage, logger.child({ module: 'transfers' }), clock);
   const annotations = new AnnotationService(store, audit, dataKeys, clock);
   const chat = new ChatService(store, audit, dataKeys, clock);
+  const radiology = new RadiologyService(store, audit, dataKeys, storage, { maxInstanceBytes: config.radiology?.maxInstanceBytes ?? 512 * 1024 * 1024 }, clock);
   const retention = new RetentionService(store, audit, cases, logger.child({ module: 'retention' }), clock);
   const usage = new UsageService(store, audit, clock);
   const auditAdmin = new AuditAdmin(store.audit, audit, clock);
@@ -217,8 +226,24 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
       tiles: makeLimiter('tiles-user', { points: limits.tilesPerUserPerMinute, duration: 60 }),
     },
   };
+  const radiologyDeps = {
+    radiology,
+    auth,
+    csrf,
+    logger: logger.child({ module: 'radiology' }),
+    intakeTokens: parseIntakeTokens(config.radiology?.intakeTokens),
+    limiters: {
+      upload: makeLimiter('dicom-upload-user', { points: limits.uploadsPerUserPerMinute, duration: 60 }),
+      tiles: makeLimiter('slices-user', { points: limits.tilesPerUserPerMinute, duration: 60 }),
+      stow: makeLimiter('stow', { points: limits.stowPerMinute, duration: 60 }),
+    },
+    // A whole study in one request: the upload limit (MAX_UPLOAD_MB).
+    maxRequestBytes: config.upload.maxBytes,
+    maxZipEntries: 10_000,
+  };
   // Uploads stream their raw body to disk, so they come before the JSON-only rule and parser.
   api.use(uploadRoutes(caseDeps));
+  api.use(radiologyUploadRoutes(radiologyDeps));
   api.use((req, _res, next) => {
     // JSON only: a state-changing request with a body must say it is JSON.
     const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
@@ -246,6 +271,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     }),
   );
   api.use(caseRoutes(caseDeps));
+  api.use(radiologyRoutes(radiologyDeps));
   api.use(transferRoutes(caseDeps));
   api.use(annotationRoutes({ annotations, auth, limiters: caseDeps.limiters }));
   api.use(
@@ -262,6 +288,18 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   );
   api.use(notFound);
   app.use('/api', api);
+  // DICOMweb STOW-RS (src/radiology/routes.ts): its own media types, session or intake token.
+  const dicomweb = express.Router();
+  dicomweb.use((_req, res, next) => {
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+  dicomweb.use(rateLimitByIp(makeLimiter('dicomweb-ip', { points: limits.apiPerIpPerMinute, duration: 60 })));
+  dicomweb.use(cookieParser());
+  dicomweb.use(sessionMiddleware);
+  dicomweb.use(stowRoutes(radiologyDeps));
+  dicomweb.use(notFound);
+  app.use('/dicomweb', dicomweb);
   app.use(clientRoutes());
   app.use(notFound);
   app.use(errorHandler(logger.child({ module: 'http' })));
@@ -290,6 +328,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     transfers,
     annotations,
     chat,
+    radiology,
     sessionMiddleware,
     get draining() {
       return state.draining;

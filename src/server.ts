@@ -15,6 +15,7 @@ import type { Logger } from './observability/logger';
 import { createStore } from './store';
 import type { Store } from './store/types';
 import type { MediaConfig } from './media/MediaService';
+import { startRadiologyListeners, type RadiologyListeners } from './radiology/listeners';
 
 /** Listening on every interface, clients need a real address in their ICE candidates. */
 function detectAnnouncedIp(listenIp: string): string | undefined {
@@ -46,6 +47,8 @@ export interface RunningServer {
   app: App;
   realtime: Realtime;
   store: Store;
+  /** DICOM DIMSE and HL7 MLLP listeners (each null unless its port is configured). */
+  radiology: RadiologyListeners;
   /** The one-time demo credentials when this start created them; null otherwise. */
   demoAccounts: DemoAccount[] | null;
   /** Stops accepting, lets in-flight requests finish (up to the grace period), closes the store. */
@@ -89,6 +92,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
         dataDir: config.dataDir,
         upload: config.upload,
         rateLimits: options.rateLimits,
+        radiology: { maxInstanceBytes: config.radiology.maxInstanceBytes, intakeTokens: config.radiology.intakeTokens },
       },
     );
     await app.cases.recover(logger.child({ module: 'recovery' }), async (m) => (m.width ? { kind: 'demo', size: m.width } : null));
@@ -110,6 +114,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
       servers.tcp.listen(config.port, config.host, () => resolve());
     });
     const port = (servers.tcp.address() as AddressInfo).port;
+    const radiology = await startRadiologyListeners(config, app, tls, logger, options.limiters ?? shared?.limiters);
     // PORT=0 (tests, ephemeral runs): the configured origin had no real port; allow the bound one.
     if (new URL(config.publicUrl).port === '0') {
       const url = new URL(config.publicUrl);
@@ -134,6 +139,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
           metricsServer?.close();
           await servers.drain(config.shutdownGraceMs);
         }
+        await radiology.close();
         await app.close();
         await shared?.close();
         await store.close();
@@ -144,6 +150,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
       app,
       realtime,
       store,
+      radiology,
       demoAccounts,
       close: () => shutdown(false),
       drain: () => shutdown(true),

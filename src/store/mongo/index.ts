@@ -30,6 +30,7 @@ import type { AnnotationGeometry, AnnotationKind, AnnotationOpKind } from '../..
 import type { CaseStatus, MaterialStatus } from '../../protocol/cases';
 import type { Permissions, Role, SitePolicy } from '../../protocol/identity';
 import { DuplicateKeyError, type Store } from '../types';
+import { MongoRadiology, radiologyModels, type RadiologyModels } from './radiology';
 
 // A write acknowledges a user action only once a majority has it in the journal, so a failover
 // cannot roll back a password change, a lockout or an audit record the user was told about.
@@ -1534,6 +1535,7 @@ export class MongoStore implements Store {
   readonly transfers: TransferRepository;
   readonly chat: ChatRepository;
   readonly annotations: AnnotationRepository;
+  readonly radiology: MongoRadiology;
   #closed = false;
 
   private constructor(
@@ -1551,7 +1553,7 @@ export class MongoStore implements Store {
       chat: Model<ChatDoc>;
       annotations: Model<AnnotationDoc>;
       annotationOps: Model<AnnotationOpDoc>;
-    },
+    } & RadiologyModels,
   ) {
     this.sites = new MongoSites(models.sites);
     this.users = new MongoUsers(models.users);
@@ -1563,6 +1565,7 @@ export class MongoStore implements Store {
     this.transfers = new MongoTransfers(models.transfers, models.agreements);
     this.chat = new MongoChat(models.chat);
     this.annotations = new MongoAnnotations(models.annotations, models.annotationOps);
+    this.radiology = new MongoRadiology(models);
   }
 
   static async connect(uri: string): Promise<MongoStore> {
@@ -1589,6 +1592,7 @@ export class MongoStore implements Store {
         chat: conn.model<ChatDoc>('ChatMessage', chatSchema, 'chat_messages'),
         annotations: conn.model<AnnotationDoc>('Annotation', annotationSchema, 'annotations'),
         annotationOps: conn.model<AnnotationOpDoc>('AnnotationOp', annotationOpSchema, 'annotation_ops'),
+        ...radiologyModels(conn),
       };
       const all: { init(): Promise<unknown>; syncIndexes(): Promise<unknown> }[] = Object.values(models);
       for (const model of all) {

@@ -17,6 +17,7 @@ import type { SitePolicy } from '../../protocol/identity';
 import { DuplicateKeyError, type Store } from '../types';
 import { SqliteCases, SqliteDataKeys, SqliteMaterials, SqliteTransfers } from './cases';
 import { SqliteAnnotations, SqliteChat } from './collab';
+import { SqliteRadiology } from './radiology';
 import { migrate } from './migrations';
 import type { CaseRepository, MaterialRepository, TransferRepository } from '../../cases/model';
 import type { DataKeyRepository } from '../../crypto/dataKeys';
@@ -544,6 +545,7 @@ export class SqliteStore implements Store {
   readonly transfers: TransferRepository;
   readonly chat: ChatRepository;
   readonly annotations: AnnotationRepository;
+  readonly radiology: SqliteRadiology;
   #closed = false;
 
   constructor(readonly db: Database.Database) {
@@ -557,6 +559,7 @@ export class SqliteStore implements Store {
     this.transfers = new SqliteTransfers(db);
     this.chat = new SqliteChat(db);
     this.annotations = new SqliteAnnotations(db);
+    this.radiology = new SqliteRadiology(db);
   }
 
   static open(file: string): SqliteStore {

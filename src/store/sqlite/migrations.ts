@@ -224,6 +224,77 @@ export const MIGRATIONS: Migration[] = [
     `,
   },
   {
+    version: 6,
+    name: 'radiology: DICOM series and instances, case keys, HL7 patients and documents',
+    // Identifiers (UIDs, accession numbers, patient IDs) only as keyed hashes; see src/radiology/model.ts.
+    sql: `
+      CREATE TABLE radiology_case_keys (
+        site_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        key_hash TEXT NOT NULL,
+        case_id TEXT NOT NULL REFERENCES cases(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (site_id, kind, key_hash)
+      ) STRICT;
+      CREATE INDEX radiology_case_keys_case ON radiology_case_keys(case_id);
+      CREATE TABLE radiology_series (
+        id TEXT PRIMARY KEY REFERENCES materials(id) ON DELETE CASCADE,
+        site_id TEXT NOT NULL,
+        case_id TEXT NOT NULL REFERENCES cases(id) ON DELETE CASCADE,
+        series_key TEXT NOT NULL,
+        patient_key TEXT,
+        modality TEXT NOT NULL,
+        sop_class_uid TEXT NOT NULL,
+        series_number INTEGER,
+        rows INTEGER NOT NULL,
+        columns INTEGER NOT NULL,
+        window_center REAL,
+        window_width REAL,
+        instance_count INTEGER NOT NULL,
+        total_bytes INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (site_id, case_id, series_key)
+      ) STRICT;
+      CREATE INDEX radiology_series_patient ON radiology_series(site_id, patient_key);
+      CREATE TABLE radiology_instances (
+        id TEXT PRIMARY KEY,
+        site_id TEXT NOT NULL,
+        case_id TEXT NOT NULL,
+        series_id TEXT NOT NULL REFERENCES radiology_series(id) ON DELETE CASCADE,
+        sop_key TEXT NOT NULL,
+        sop_class_uid TEXT NOT NULL,
+        transfer_syntax_uid TEXT NOT NULL,
+        instance_number INTEGER,
+        slice_position REAL,
+        rows INTEGER NOT NULL,
+        columns INTEGER NOT NULL,
+        frames INTEGER NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (series_id, sop_key)
+      ) STRICT;
+      CREATE TABLE radiology_patients (
+        site_id TEXT NOT NULL,
+        patient_key TEXT NOT NULL,
+        patient_sealed TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (site_id, patient_key)
+      ) STRICT;
+      CREATE TABLE radiology_documents (
+        id TEXT PRIMARY KEY,
+        site_id TEXT NOT NULL,
+        case_id TEXT NOT NULL REFERENCES cases(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        message_key TEXT NOT NULL,
+        content_sealed TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (case_id, message_key)
+      ) STRICT;
+    `,
+  },
+  {
     version: 7,
     name: 'audit search indexes',
     // Audit search (GET /api/admin/audit) pages newest first by (time, seq) with a keyset
