@@ -123,6 +123,11 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     return this.#closed;
   }
 
+  /** The live workers (benchmarks read their resource usage). */
+  workers(): Worker[] {
+    return [...this.#workers.values()].map((w) => w.worker);
+  }
+
   pids(): number[] {
     return [...this.#workers.values()].map((w) => w.worker.pid);
   }

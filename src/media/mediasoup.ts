@@ -14,7 +14,8 @@ let loaded: typeof Mediasoup | null = null;
 /** The worker binary: MEDIASOUP_WORKER_BIN, else the one the set-up step recorded. */
 export function resolveWorkerBin(env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (env.MEDIASOUP_WORKER_BIN) return env.MEDIASOUP_WORKER_BIN;
-  const recorded = path.resolve(__dirname, '..', '..', 'node_modules', '.mediasoup-worker-bin');
+  // node_modules/mediasoup/package.json -> node_modules/.mediasoup-worker-bin (wherever dist/ is).
+  const recorded = path.join(path.dirname(require.resolve('mediasoup/package.json')), '..', '.mediasoup-worker-bin');
   try {
     const bin = fs.readFileSync(recorded, 'utf8').trim();
     return bin || undefined;

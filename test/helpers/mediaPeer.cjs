@@ -4,6 +4,7 @@
 // The test sends commands over IPC ({ id, cmd, args }) and gets { id, ok, result | error } back;
 // server events worth asserting on are forwarded as { event, payload }.
 'use strict';
+const { performance } = require('node:perf_hooks');
 const wrtc = require('@roamhq/wrtc');
 Object.assign(globalThis, {
   RTCPeerConnection: wrtc.RTCPeerConnection,
@@ -210,6 +211,21 @@ const commands = {
       out.push({ consumerId: info.id, producerId: info.producerId, kind: info.kind, source: info.source, bytes: s.bytesReceived || 0, packets: s.packetsReceived || 0, frames: s.framesDecoded || 0, closed: consumer.closed });
     }
     return out;
+  },
+  /** Joins the room and its media, then waits for the first decoded remote video frame (ms). */
+  async timeToFirstFrame({ caseId, timeoutMs = 20000 }) {
+    const started = performance.now();
+    state.roomId = caseId;
+    await call('room:join', { caseId });
+    const roomJoinedMs = performance.now() - started;
+    await joinMedia();
+    const mediaJoinedMs = performance.now() - started;
+    for (;;) {
+      const stats = await commands.stats();
+      if (stats.some((s) => s.kind === 'video' && s.frames > 0)) return { ms: performance.now() - started, roomJoinedMs, mediaJoinedMs };
+      if (performance.now() - started > timeoutMs) throw new Error('no remote frame');
+      await new Promise((r) => setTimeout(r, 10));
+    }
   },
   async leaveMedia() {
     await call('media:leave', { roomId: state.roomId });
