@@ -44,6 +44,10 @@ export function createDualServer(tls: { cert: string; key: string }, app: Reques
   );
   httpsServer.headersTimeout = 20_000;
   httpsServer.requestTimeout = 0; // uploads may be long; idle sockets are bounded by keepAliveTimeout
+  // ...but a request whose body trickles in (slowloris on the body) would hold its connection for
+  // ever: a connection silent both ways for 60 s is closed. Socket.IO pings every 25 s, uploads
+  // stream continuously, so neither is affected (test/integration/fuzz-http.test.ts).
+  httpsServer.timeout = 60_000;
   const target = new URL(publicUrl);
   const httpServer = http.createServer((req, res) => {
     const host = (req.headers.host ?? target.host).replace(/:\d+$/, '');
