@@ -56,6 +56,9 @@ export class RoomClient {
   #closed = false;
   #backOnlineTimer: number | null = null;
   #syncing = { chat: false, annotations: false };
+  /** Acknowledged events sent and not yet answered; a move to another node waits for them. */
+  #inFlight = 0;
+  #moving = false;
 
   constructor(
     readonly caseId: string,
@@ -79,13 +82,17 @@ export class RoomClient {
   /** Emits an acknowledged event; resolves with `data` or rejects with AckFailure. */
   async call<T>(event: keyof ClientToServerEvents, payload: unknown): Promise<T> {
     if (!this.socket.connected) throw new AckFailure({ code: 'INTERNAL', message: 'Not connected. Wait until the room is back online.' });
+    if (this.#moving) throw new AckFailure({ code: 'SERVER_DRAINING', message: 'Moving to another server. Try again in a moment.' });
     // The event maps type most payloads as unknown (validated by the server); one cast here.
     const timed = this.socket.timeout(ACK_TIMEOUT_MS) as unknown as { emitWithAck(event: string, payload: unknown): Promise<Ack<T>> };
     let answer: Ack<T>;
+    this.#inFlight++;
     try {
       answer = await timed.emitWithAck(event, payload);
     } catch {
       throw new AckFailure({ code: 'INTERNAL', message: 'The server did not answer in time. Try again.' });
+    } finally {
+      this.#inFlight--;
     }
     if (!answer.ok) throw new AckFailure(answer.error);
     return answer.data;
@@ -132,6 +139,9 @@ export class RoomClient {
       }
       if (this.#everConnected) this.handlers.connection('reconnecting');
     });
+    // The node is shutting down (docs/protocol.md): once the answers to what was already sent
+    // have arrived, reconnect; the load balancer picks another node and the rejoin catches up.
+    s.on('server:draining', () => void this.#move());
     s.on('session:ended', ({ reason }) => {
       this.close();
       this.handlers.sessionEnded(reason);
@@ -149,6 +159,19 @@ export class RoomClient {
     s.on('annotation:op', ({ caseId, op }) => {
       if (caseId === this.caseId) this.#onOp(op as AnnotationOp);
     });
+  }
+
+  async #move(): Promise<void> {
+    if (this.#moving || this.#closed) return;
+    this.#moving = true;
+    this.handlers.connection('reconnecting');
+    const deadline = Date.now() + ACK_TIMEOUT_MS;
+    while (this.#inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => window.setTimeout(resolve, 50));
+    this.#moving = false;
+    if (this.#closed) return;
+    this.#joined = false;
+    this.socket.disconnect();
+    this.socket.connect();
   }
 
   async #join(rejoin: boolean): Promise<void> {
