@@ -13,6 +13,7 @@ import { loadOrCreateTls } from './http/tls';
 import { connectRedisLimiters, type LimiterFactory } from './http/rateLimit';
 import type { Logger } from './observability/logger';
 import { createStore } from './store';
+import { startGovernance } from './governance/node';
 import type { Store } from './store/types';
 import type { MediaConfig } from './media/MediaService';
 import { startRadiologyListeners, type RadiologyListeners } from './radiology/listeners';
@@ -97,7 +98,8 @@ export async function startServer(config: Config, logger: Logger, options: Start
     );
     await app.cases.recover(logger.child({ module: 'recovery' }), async (m) => (m.width ? { kind: 'demo', size: m.width } : null));
     const demoAccounts = config.demoSeed ? await seedIfEmpty(store, app.identity, app.cases, { demoSlide: config.demoSlide }) : null;
-    const metricsServer = config.metricsPort > 0 ? await app.metrics.listen(config.metricsPort, config.host) : null;
+    const governance = startGovernance(app, store, keyring, config, logger);
+    const metricsServer = config.metricsPort > 0 ? await app.metrics.listen(config.metricsPort, config.host, governance.operator) : null;
     const stopRetention = config.retentionPurgeMs > 0 ? app.retention.schedule(config.retentionPurgeMs) : () => undefined;
     const servers = createDualServer(tls, app.handler, config.publicUrl);
     const allowedOrigins = [new URL(config.publicUrl).origin];
@@ -139,6 +141,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
           metricsServer?.close();
           await servers.drain(config.shutdownGraceMs);
         }
+        await governance.stop();
         await radiology.close();
         await app.close();
         await shared?.close();

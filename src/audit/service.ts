@@ -27,6 +27,8 @@ export interface AuditEventInput {
 export const ANONYMOUS_ACTOR: AuditActor = { userId: null, role: null, ip: null, userAgent: null };
 
 export class AuditService {
+  readonly #subscribers = new Set<(record: AuditRecord) => void>();
+
   constructor(
     private readonly repo: AuditRepository,
     private readonly clock: () => Date = () => new Date(),
@@ -60,7 +62,20 @@ export class AuditService {
       return { ...body, hash: hashRecord(body) };
     });
     this.onRecord(record);
+    for (const notify of this.#subscribers) {
+      try {
+        notify(record);
+      } catch {
+        // A subscriber (syslog forwarding, alerting) must never fail the audited action.
+      }
+    }
     return record;
+  }
+
+  /** Told of every record once it is durable; returns the unsubscribe function. */
+  subscribe(notify: (record: AuditRecord) => void): () => void {
+    this.#subscribers.add(notify);
+    return () => this.#subscribers.delete(notify);
   }
 
   /** Walks every chain (or one) and reports the first broken record of each, with counts. */

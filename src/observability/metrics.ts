@@ -74,9 +74,13 @@ export class Metrics {
     };
   }
 
-  /** The metrics endpoint on its own port: GET /metrics only. */
-  listen(port: number, host: string): Promise<http.Server> {
+  /**
+   * The metrics endpoint on its own port: GET /metrics, plus whatever `extra` answers (the
+   * token-protected operator endpoints, src/admin/operator.ts); it returns true when it did.
+   */
+  listen(port: number, host: string, extra?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean): Promise<http.Server> {
     const server = http.createServer((req, res) => {
+      if (extra?.(req, res)) return;
       if (req.method !== 'GET' || req.url !== '/metrics') {
         res.writeHead(404).end();
         return;
