@@ -72,6 +72,10 @@ export class SlideViewer {
       // WebGL falls back to software rendering (measured here: seconds per interaction).
       drawer: 'canvas',
     });
+    // OSD's canvas takes the keyboard (arrows or WASD pan, + and - zoom, 0 fits, R rotates):
+    // it is a focus stop, so it needs a name that says so.
+    this.osd.canvas.setAttribute('role', 'application');
+    this.osd.canvas.setAttribute('aria-label', 'Slide image. Arrow keys pan, plus and minus zoom, 0 fits the image, R rotates.');
     this.osd.addHandler('tile-loaded', () => {
       this.#tilesLoaded++;
       this.element.dataset.tilesLoaded = String(this.#tilesLoaded);
