@@ -16,6 +16,7 @@ declare module 'dcmjs' {
     };
     DicomDict: new (meta: Record<string, unknown>) => DicomDictInstance;
   };
-  const dcmjs: { data: typeof data };
+  export const log: { setLevel(level: string): void };
+  const dcmjs: { data: typeof data; log: typeof log };
   export default dcmjs;
 }

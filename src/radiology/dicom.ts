@@ -7,6 +7,8 @@ import dcmjs from 'dcmjs';
 import sharp from 'sharp';
 
 const { DicomMessage, DicomMetaDictionary, DicomDict } = dcmjs.data;
+// dcmjs reports odd values on the console, values included: those may be patient data.
+dcmjs.log.setLevel('silent');
 
 export const TS = {
   implicitLittle: '1.2.840.10008.1.2',

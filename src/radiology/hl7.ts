@@ -212,7 +212,7 @@ export class Hl7Listener {
             inFrame = true;
           }
           const end = buffer.indexOf(FS);
-          if (end < 0) {
+          if (end < 0 || end > options.maxMessageBytes) {
             if (buffer.length > options.maxMessageBytes) {
               log.warn({ ip, bytes: buffer.length }, 'HL7 message too large');
               chain = chain.then(() => {
