@@ -210,6 +210,18 @@ describe('annotation tools', () => {
     const handle = (await waitFor(() => clinician.locator('.annotation-handle').nth(0).boundingBox(), 'a corner handle on screen'))!;
     await drag(clinician, { x: handle.x + 5, y: handle.y + 5 }, { x: handle.x + 45, y: handle.y + 35 });
     await version(clinician, 5).waitFor();
+
+    // From the keyboard: arrow keys on the selected row move the shape, sent as one change.
+    const moved = (await shapes(pathologist, 'polygon').locator('path').getAttribute('d'))!;
+    await row(clinician, /Lesion/).focus();
+    for (let i = 0; i < 3; i++) await clinician.keyboard.press('ArrowRight');
+    await version(clinician, 6).waitFor();
+    await waitFor(async () => (await shapes(pathologist, 'polygon').locator('path').getAttribute('d')) !== moved, 'the nudged polygon moved on the other screen');
+    expect(await version(clinician, 7).count()).toBe(0);
+    // 30 screen pixels to the right: the other screen shows the same view size, so about 30 there too.
+    const xs = (d: string) => d.match(/[ML]([-\d.]+),/g)!.map((m) => Number(m.slice(1, -1)));
+    const shift = xs((await shapes(pathologist, 'polygon').locator('path').getAttribute('d'))!)[0]! - xs(moved)[0]!;
+    expect(Math.abs(shift - 30)).toBeLessThan(2);
   });
 
   it('rebases a change made on a stale version (VERSION_CONFLICT) instead of losing either', async () => {

@@ -13,11 +13,15 @@ import type { SlideViewer } from '../viewer/SlideViewer';
 import { LABEL_MAX, TEXT_MAX } from '../viewer/AnnotationLayer';
 import type { AnnotationGeometry, AnnotationKind, AnnotationOp, AnnotationProperties, GeoJsonFeatureCollection, PublicAnnotation } from '../../../src/protocol/annotations';
 
+/** Keyboard nudges of the selected shape are sent as one change once the keys rest this long. */
+const NUDGE_SETTLE_MS = 400;
+const NUDGE_PX = 10;
+
 /** The colour offered for new annotations (a choice of this page; the server's default is for imports). */
 const NEW_ANNOTATION_COLOUR = '#1e88e5';
 
 const TOOLS: { tool: Tool; label: string; hint: string }[] = [
-  { tool: 'pan', label: 'Pan', hint: 'Drag to pan, scroll to zoom. Click a shape to select it; drag the selected shape or its handles to change it.' },
+  { tool: 'pan', label: 'Pan', hint: 'Drag to pan, scroll to zoom. Click a shape to select it; drag the selected shape or its handles to change it, or use the arrow keys on its row in the list.' },
   { tool: 'point', label: 'Point', hint: 'Click the slide to place a point.' },
   { tool: 'line', label: 'Line', hint: 'Drag from one end of the line to the other.' },
   { tool: 'rectangle', label: 'Rectangle', hint: 'Drag from one corner to the opposite corner.' },
@@ -68,6 +72,7 @@ export class AnnotationPanel {
   #selected: string | null = null;
   #historyFor: string | null = null;
   #textField: HTMLInputElement | null = null;
+  #nudge: { id: string; timer: number; geometry: AnnotationGeometry } | null = null;
   readonly #onKey = (e: KeyboardEvent) => this.#key(e);
 
   constructor(
@@ -108,6 +113,10 @@ export class AnnotationPanel {
       h('div', { class: 'geojson-actions' }, this.#exportButton, this.#importButton, this.#importInput),
     );
     document.addEventListener('keydown', this.#onKey);
+    // A click on the slide away from any shape (Pan tool) clears the selection.
+    viewer.osd.addHandler('canvas-click', (e) => {
+      if (e.quick && this.layer.tool === 'pan' && this.#selected) this.select(null);
+    });
     this.render();
   }
 
@@ -153,6 +162,7 @@ export class AnnotationPanel {
   }
 
   destroy(): void {
+    if (this.#nudge) window.clearTimeout(this.#nudge.timer);
     document.removeEventListener('keydown', this.#onKey);
     this.#textField?.remove();
     this.layer.destroy();
@@ -190,7 +200,31 @@ export class AnnotationPanel {
     } else if (e.key === 'Delete' && this.#selected && this.element.contains(target)) {
       void this.#delete(this.#selected);
       e.preventDefault();
+    } else if (e.key.startsWith('Arrow') && this.#selected && target?.classList.contains('annotation-select') && target.getAttribute('aria-pressed') === 'true') {
+      // Arrow keys on the selected row move the shape on the slide (Shift: one pixel at a time).
+      const step = e.shiftKey ? 1 : NUDGE_PX;
+      const moves: Record<string, [number, number]> = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+      const move = moves[e.key];
+      if (!move) return;
+      e.preventDefault();
+      this.#nudgeSelected(this.#selected, move[0], move[1]);
     }
+  }
+
+  #nudgeSelected(id: string, dx: number, dy: number): void {
+    if (this.#nudge && this.#nudge.id !== id) this.#flushNudge();
+    const geometry = this.layer.nudge(id, dx, dy);
+    if (!geometry) return;
+    if (this.#nudge) window.clearTimeout(this.#nudge.timer);
+    this.#nudge = { id, geometry, timer: window.setTimeout(() => this.#flushNudge(), NUDGE_SETTLE_MS) };
+  }
+
+  #flushNudge(): void {
+    const nudge = this.#nudge;
+    if (!nudge) return;
+    window.clearTimeout(nudge.timer);
+    this.#nudge = null;
+    void this.#update(nudge.id, { geometry: nudge.geometry }).then((saved) => saved && this.#announce('Annotation moved.'));
   }
 
   // ------------------------------------------------------------------ writes

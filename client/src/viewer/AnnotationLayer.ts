@@ -115,6 +115,26 @@ export class AnnotationLayer {
     this.render();
   }
 
+  /**
+   * Moves an annotation by a screen distance (keyboard nudging): shows it moved at once and
+   * returns the geometry to send, or null when nothing is open.
+   */
+  nudge(id: string, dx: number, dy: number): AnnotationGeometry | null {
+    const a = this.#annotations.get(id);
+    const origin = this.viewer.screenToImage(0, 0);
+    const moved = this.viewer.screenToImage(dx, dy);
+    if (!a || !origin || !moved) return null;
+    const ix = moved.x - origin.x;
+    const iy = moved.y - origin.y;
+    const shift = ([x, y]: Position): Position => [round(x + ix), round(y + iy)];
+    const g = this.#preview.get(id) ?? a.geometry;
+    const next: AnnotationGeometry =
+      g.type === 'Point' ? { type: 'Point', coordinates: shift(g.coordinates) } : g.type === 'LineString' ? { type: 'LineString', coordinates: g.coordinates.map(shift) } : { type: 'Polygon', coordinates: g.coordinates.map((ring) => ring.map(shift)) };
+    this.#preview.set(id, next);
+    this.render();
+    return next;
+  }
+
   /** Drops the preview of an edit that failed: the shape goes back to its stored geometry. */
   clearPreview(id: string): void {
     if (this.#preview.delete(id)) this.render();
