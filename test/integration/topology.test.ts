@@ -1,9 +1,10 @@
-// The production topology as processes (scripts/topology.mjs): a real redis-server, two nodes
+// The production topology as processes (scripts/topology.mjs): a real redis-server, three nodes
 // (`node dist/main.js`) on one store, and Debian's HAProxy in front with the shipped
 // deploy/haproxy/haproxy.cfg. Clients go through the proxy and land on different nodes; the room
 // is one room; media flows between WebRTC peers on different nodes (the room's media home hosts
-// it); then a node is killed with SIGKILL and its clients resume on the other node with nothing
-// acknowledged lost, and media is rebuilt on the surviving node.
+// it); then a node is killed with SIGKILL and its clients resume on another node with nothing
+// acknowledged lost, and media is rebuilt there; finally a node is drained with SIGTERM: its
+// clients move, the write in flight is kept, the room's media moves, and the node exits.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -48,7 +49,7 @@ let n = 0;
 const clientId = (label: string) => `${label}-${Date.now()}-${n++}`.slice(0, 64);
 
 function startTopology(): Promise<{ child: ChildProcess; info: Topology }> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'scripts', 'topology.mjs'), '--json'], {
+  const child = spawn(process.execPath, [path.join(ROOT, 'scripts', 'topology.mjs'), '--json', '--nodes', '3'], {
     cwd: ROOT,
     env: { ...process.env, SHUTDOWN_GRACE_SECONDS: '5', LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -208,6 +209,14 @@ test('the proxy terminates TLS, redirects plain HTTP, health-checks the nodes an
   expect(redirect.headers.location).toMatch(/^https:\/\//);
   const res = await new TestClient(topo.url, ca).get('/api/auth/csrf').expect(200);
   expect(res.headers['strict-transport-security']).toContain('max-age=');
+  // The nodes see the client's address from HAProxy's X-Forwarded-For; one the client forges
+  // is dropped by the proxy, so it cannot pick its own address for the audit trail or the limits.
+  const forger = new TestClient(topo.url, ca);
+  const token = await forger.csrf();
+  await forger.agent.post('/api/auth/login').set('X-CSRF-Token', token).set('X-Forwarded-For', '203.0.113.99').send({ email: 'clinician@demo.local', password: 'not the password at all' }).expect(401);
+  const records = (await admin.get('/api/admin/audit?type=auth.login&outcome=4&limit=5').expect(200)).body.records as { actor: { ip: string | null } }[];
+  expect(records.length).toBeGreaterThan(0);
+  expect(records[0]!.actor.ip).toBe('127.0.0.1');
 });
 
 test('members on different nodes share one room through the proxy: presence, presenter, viewport, chat, annotations', async () => {
@@ -322,11 +331,54 @@ test('a node killed with SIGKILL: its clients resume on the other node with ever
   const p2 = peers[1];
   if (p2) {
     await p2.waitForEvent('rebuilt', () => true, 'the peer on node 2 rebuilt its media', 45_000);
-    const p3 = await MediaPeerProcess.start({ url: topo.nodes[1]!.url, ca } as unknown as TestServer, admin);
+    // A newcomer on node 3: its signalling is forwarded to node 2, the new home.
+    const p3 = await MediaPeerProcess.start({ url: topo.nodes[2]!.url, ca } as unknown as TestServer, admin);
     peers.push(p3);
     await p3.cmd('joinRoom', { caseId });
     await p3.cmd('joinMedia');
-    await p3.waitForFlow('a newcomer receives the rebuilt audio and video', 2, undefined, 30_000);
+    await p3.waitForFlow('a newcomer on node 3 receives the rebuilt audio and video', 2, undefined, 30_000);
     expect(await metric(topo.nodes[1]!.metricsUrl, 'media_objects', '{kind="routers"}')).toBe(1);
+    expect(await metric(topo.nodes[2]!.metricsUrl, 'media_objects', '{kind="routers"}')).toBe(0);
   }
+});
+
+test('a node drained with SIGTERM: clients are told to move, the write in flight is kept, the media home moves, the node exits', async () => {
+  const alice = new Member(clinician);
+  alice.attach(await socketOnNode(clinician, 1));
+  const bob = new Member(pathologist);
+  bob.attach(await socketOnNode(pathologist, 2));
+  await alice.join();
+  await bob.join();
+  const heard = nextEvent<{ message: { text: string } }>(bob.socket, 'chat:message', (p) => p.message.text === 'sent as node 2 drains');
+  const told = nextEvent(alice.socket, 'server:draining');
+  const started = Date.now();
+  const write = call<{ seq: number }>(alice.socket, 'chat:send', { caseId, text: 'sent as node 2 drains', clientId: clientId('drain') });
+  process.kill(topo.nodes[1]!.pid, 'SIGTERM');
+  await told;
+  // What the client does on server:draining: wait for its answers, then reconnect and rejoin.
+  const ack = await write;
+  expect(ack.ok).toBe(true);
+  expect((await heard).message.text).toBe('sent as node 2 drains');
+  await alice.resume();
+  const fromNode3 = await call<{ seq: number }>(alice.socket, 'chat:send', { caseId, text: 'now on node 3', clientId: clientId('after') });
+  expect(fromNode3.ok && ack.ok && fromNode3.data.seq).toBe(ack.ok && ack.data.seq + 1);
+
+  // Media: node 2 hosted the room; it gave the room up and told its members to rebuild, so the
+  // member on node 3 now hosts it there, and a newcomer on node 3 receives its microphone.
+  const p3 = peers[2];
+  if (p3) {
+    await p3.waitForEvent('rebuilt', (e) => Number(e.restarts) >= 1, 'the peer on node 3 rebuilt after the drain', 30_000);
+    await p3.cmd('produce', { source: 'mic' });
+    const p4 = await MediaPeerProcess.start({ url: topo.nodes[2]!.url, ca } as unknown as TestServer, clinician);
+    peers.push(p4);
+    await p4.cmd('joinRoom', { caseId });
+    await p4.cmd('joinMedia');
+    await p4.waitForFlow('media flows on node 3 after the drain', 1, 'audio', 30_000);
+    expect(await metric(topo.nodes[2]!.metricsUrl, 'media_objects', '{kind="routers"}')).toBe(1);
+  }
+
+  // The node stops by itself: at once when its clients have gone, at the latest after its grace
+  // period (5 s here; a media test peer on it ignores server:draining and is disconnected then).
+  await waitFor(() => fs.readFileSync(topo.nodes[1]!.log, 'utf8').includes('"msg":"stopped"'), 'node 2 logged that it stopped', 20_000, 200);
+  expect(Date.now() - started).toBeLessThan(15_000);
 });
