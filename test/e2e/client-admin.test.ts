@@ -147,6 +147,35 @@ describe('administration pages', () => {
     await person.getByRole('heading', { name: 'Choose your password' }).waitFor();
   });
 
+  it('Stop Access in the middle of a case room ends the person’s access on their screen at once', async () => {
+    chosenPassword = `another-long-chosen-secret-${Math.random().toString(36).slice(2)}`;
+    await person.getByLabel('New password', { exact: true }).fill(chosenPassword);
+    await person.getByLabel('Repeat the new password').fill(chosenPassword);
+    await person.getByRole('button', { name: 'Change password' }).click();
+    await person.getByRole('link', { name: 'Demo: breast core biopsy, second opinion' }).click();
+    await person.locator('.presence-item', { hasText: 'Nora Newcomer' }).waitFor();
+
+    const detail = admin.getByRole('region', { name: 'Nora Newcomer' });
+    await detail.getByRole('switch', { name: 'Stop Access' }).check();
+    await detail.getByText('Stop Access on; their sessions were ended.').waitFor();
+    await person.getByRole('heading', { name: 'Sign in' }).waitFor();
+    await person.getByText('Your session was ended (password change, or by a site administrator). Sign in again.').waitFor();
+    await admin.locator('tr.user-row', { hasText: 'Nora Newcomer' }).getByText('Access stopped').waitFor();
+
+    // Signing in again is refused until the switch is off again.
+    await signInAs(person, email, chosenPassword);
+    await person.getByRole('alert').filter({ hasText: 'stopped' }).waitFor();
+    expect(await person.getByRole('button', { name: 'Sign out' }).count()).toBe(0);
+    // That refusal is a 403 the browser logs; it is the one expected here.
+    const watch = t.watches.get(person)!;
+    expect(watch.errors).toEqual([expect.stringContaining('status of 403')]);
+    watch.errors.length = 0;
+    await detail.getByRole('switch', { name: 'Stop Access' }).uncheck();
+    await detail.getByText('Stop Access off.').waitFor();
+    await signInAs(person, email, chosenPassword);
+    await person.getByRole('heading', { name: 'Cases' }).waitFor();
+  });
+
   it('edits the site policy; a rule of the server is explained, nothing half-saved', async () => {
     await admin.getByRole('navigation', { name: 'Administration' }).getByRole('link', { name: 'Site policy' }).click();
     const form = admin.getByRole('form', { name: 'Site policy' });
