@@ -26,6 +26,13 @@ export const viewportSchema = z.strictObject({
   center: z.strictObject({ x: finite, y: finite }),
   zoom: z.number().finite().positive().max(1e6),
   rotation: z.number().finite().min(-360).max(360),
+  /** A DICOM stack (radiology): the slice shown and the window in output units; absent for slides. */
+  stack: z
+    .strictObject({
+      slice: z.number().int().min(0).max(100_000),
+      window: z.strictObject({ center: finite, width: z.number().finite().min(1).max(1e6) }).nullable(),
+    })
+    .optional(),
 });
 export const pointerSchema = z.strictObject({
   caseId: id22,

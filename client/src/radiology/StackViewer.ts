@@ -1,0 +1,199 @@
+// The stack viewer: a DICOM series (material of type application/dicom) shown slice by slice,
+// with slice navigation (slider, mouse wheel, arrow keys) and window/level (centre and width
+// fields, presets, right-button drag). Slices are rendered by the server as PNG for the chosen
+// window (src/radiology/routes.ts) and loaded as same-origin images (no-store, never cached).
+// It reports changes (the presenter sends them) and tells user moves from applied ones (follow
+// mode), and mirrors its state in data-* attributes for tests.
+import { h, replaceChildren } from '../dom';
+import './stack.css';
+import type { PublicMaterial } from '../../../src/protocol/cases';
+import type { PublicStack } from '../../../src/protocol/radiology';
+
+export const DICOM_STACK_MIME = 'application/dicom';
+
+export interface StackView {
+  slice: number;
+  window: { center: number; width: number } | null;
+}
+
+export function isStack(material: Pick<PublicMaterial, 'mime'>): boolean {
+  return material.mime === DICOM_STACK_MIME;
+}
+
+const PRESETS: { label: string; center: number; width: number }[] = [
+  { label: 'Soft tissue', center: 40, width: 400 },
+  { label: 'Lung', center: -600, width: 1500 },
+  { label: 'Bone', center: 400, width: 1800 },
+  { label: 'Brain', center: 40, width: 80 },
+];
+
+export class StackViewer {
+  readonly element: HTMLElement;
+  #stack: PublicStack | null = null;
+  #view: StackView = { slice: 0, window: null };
+  #materialId: string | null = null;
+  readonly #image = h('img', { class: 'stack-image', alt: 'DICOM slice', draggable: false });
+  readonly #slider = h('input', { type: 'range', min: '0', max: '0', value: '0', class: 'stack-slider', attrs: { 'aria-label': 'Slice' } });
+  readonly #sliceLabel = h('span', { class: 'stack-slice-label' });
+  readonly #center = h('input', { type: 'number', step: '1', class: 'stack-wc', attrs: { 'aria-label': 'Window centre' } });
+  readonly #width = h('input', { type: 'number', step: '1', min: '1', class: 'stack-ww', attrs: { 'aria-label': 'Window width' } });
+  readonly #changeListeners = new Set<() => void>();
+  readonly #userMoveListeners = new Set<() => void>();
+  #drag: { x: number; y: number; center: number; width: number } | null = null;
+  #loading = 0;
+
+  constructor(private readonly getJson: <T>(url: string) => Promise<T>) {
+    const presets = PRESETS.map((p) => h('button', { type: 'button', class: 'stack-preset', on: { click: () => this.#userSet({ window: { center: p.center, width: p.width } }) } }, p.label));
+    const reset = h('button', { type: 'button', class: 'stack-preset', on: { click: () => this.#userSet({ window: this.#stack?.window ?? null }) } }, 'Header');
+    this.element = h(
+      'div',
+      { class: 'stack-viewer', hidden: true, tabIndex: 0, attrs: { role: 'group', 'aria-label': 'DICOM stack viewer' } },
+      h('div', { class: 'stack-frame' }, this.#image),
+      h('div', { class: 'stack-controls' }, this.#slider, this.#sliceLabel),
+      h('div', { class: 'stack-controls' }, h('label', {}, 'C ', this.#center), h('label', {}, 'W ', this.#width), ...presets, reset),
+    );
+    this.#slider.addEventListener('input', () => this.#userSet({ slice: Number(this.#slider.value) }));
+    const onWindowInput = () => {
+      const center = Number(this.#center.value);
+      const width = Number(this.#width.value);
+      if (Number.isFinite(center) && Number.isFinite(width) && width >= 1) this.#userSet({ window: { center, width } });
+    };
+    this.#center.addEventListener('change', onWindowInput);
+    this.#width.addEventListener('change', onWindowInput);
+    this.element.addEventListener(
+      'wheel',
+      (e) => {
+        if (!this.#stack) return;
+        e.preventDefault();
+        this.#userSet({ slice: this.#view.slice + (e.deltaY > 0 ? 1 : -1) });
+      },
+      { passive: false },
+    );
+    this.element.addEventListener('keydown', (e) => {
+      if (!this.#stack || e.target instanceof HTMLInputElement) return;
+      if (e.key === 'ArrowDown' || e.key === 'ArrowRight' || e.key === 'PageDown') this.#userSet({ slice: this.#view.slice + 1 });
+      else if (e.key === 'ArrowUp' || e.key === 'ArrowLeft' || e.key === 'PageUp') this.#userSet({ slice: this.#view.slice - 1 });
+      else return;
+      e.preventDefault();
+    });
+    // Right-button drag: horizontal = width, vertical = centre (the usual radiology gesture).
+    this.#image.addEventListener('contextmenu', (e) => e.preventDefault());
+    this.#image.addEventListener('pointerdown', (e) => {
+      if (e.button !== 2) return;
+      const w = this.#effectiveWindow();
+      this.#drag = { x: e.clientX, y: e.clientY, center: w.center, width: w.width };
+      this.#image.setPointerCapture(e.pointerId);
+    });
+    this.#image.addEventListener('pointermove', (e) => {
+      if (!this.#drag) return;
+      const width = Math.max(1, Math.round(this.#drag.width + (e.clientX - this.#drag.x) * 4));
+      const center = Math.round(this.#drag.center + (e.clientY - this.#drag.y) * 2);
+      this.#userSet({ window: { center, width } });
+    });
+    this.#image.addEventListener('pointerup', () => (this.#drag = null));
+    this.#image.addEventListener('load', () => {
+      this.#loading = Math.max(0, this.#loading - 1);
+      this.#mirror();
+    });
+    this.#image.addEventListener('error', () => {
+      this.#loading = Math.max(0, this.#loading - 1);
+      this.#mirror();
+    });
+  }
+
+  get materialId(): string | null {
+    return this.#materialId;
+  }
+
+  get isOpen(): boolean {
+    return this.#stack !== null;
+  }
+
+  onChange(listener: () => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
+  }
+
+  /** Changes made by this user (not by `apply`): follow mode stops on them. */
+  onUserMove(listener: () => void): () => void {
+    this.#userMoveListeners.add(listener);
+    return () => this.#userMoveListeners.delete(listener);
+  }
+
+  async open(material: PublicMaterial): Promise<void> {
+    this.#materialId = material.id;
+    const { stack } = await this.getJson<{ stack: PublicStack }>(`/api/cases/${material.caseId}/materials/${material.id}/stack`);
+    if (this.#materialId !== material.id) return;
+    this.#stack = stack;
+    this.#view = { slice: Math.floor((stack.slices.length - 1) / 2), window: stack.window };
+    this.#slider.max = String(Math.max(0, stack.slices.length - 1));
+    this.element.hidden = false;
+    this.#render();
+  }
+
+  close(): void {
+    this.#stack = null;
+    this.#materialId = null;
+    this.element.hidden = true;
+    this.#image.removeAttribute('src');
+    replaceChildren(this.#sliceLabel);
+  }
+
+  view(): StackView | null {
+    return this.#stack ? { slice: this.#view.slice, window: this.#view.window } : null;
+  }
+
+  /** Shows what the presenter shows (no user-move event). */
+  apply(view: StackView): void {
+    if (!this.#stack) return;
+    this.#view = { slice: this.#clamp(view.slice), window: view.window };
+    this.#render();
+  }
+
+  #clamp(slice: number): number {
+    const n = this.#stack?.slices.length ?? 1;
+    return Math.min(n - 1, Math.max(0, Math.round(slice)));
+  }
+
+  #effectiveWindow(): { center: number; width: number } {
+    return this.#view.window ?? this.#stack?.window ?? { center: 40, width: 400 };
+  }
+
+  #userSet(change: Partial<StackView>): void {
+    if (!this.#stack) return;
+    const next: StackView = { slice: change.slice !== undefined ? this.#clamp(change.slice) : this.#view.slice, window: change.window !== undefined ? change.window : this.#view.window };
+    if (next.slice === this.#view.slice && JSON.stringify(next.window) === JSON.stringify(this.#view.window)) return;
+    this.#view = next;
+    this.#render();
+    for (const l of this.#userMoveListeners) l();
+    for (const l of this.#changeListeners) l();
+  }
+
+  #render(): void {
+    const stack = this.#stack;
+    if (!stack) return;
+    const { slice, window } = this.#view;
+    const query = window ? `?wc=${encodeURIComponent(String(window.center))}&ww=${encodeURIComponent(String(window.width))}` : '';
+    const src = `${stack.sliceUrl.replace('{index}', String(slice))}${query}`;
+    if (this.#image.getAttribute('src') !== src) {
+      this.#loading++;
+      this.#image.src = src;
+    }
+    this.#slider.value = String(slice);
+    const info = stack.slices[slice];
+    replaceChildren(this.#sliceLabel, `Slice ${slice + 1} / ${stack.slices.length}${info?.slicePosition !== null && info?.slicePosition !== undefined ? ` · ${info.slicePosition.toFixed(1)} mm` : ''}`);
+    const w = this.#effectiveWindow();
+    if (document.activeElement !== this.#center) this.#center.value = String(w.center);
+    if (document.activeElement !== this.#width) this.#width.value = String(w.width);
+    this.#mirror();
+  }
+
+  #mirror(): void {
+    const w = this.#effectiveWindow();
+    this.element.dataset.materialId = this.#materialId ?? '';
+    this.element.dataset.slice = String(this.#view.slice);
+    this.element.dataset.windowCenter = String(w.center);
+    this.element.dataset.windowWidth = String(w.width);
+    this.element.dataset.loaded = String(this.#loading === 0 && this.#image.complete);
+  }
+}
