@@ -12,6 +12,7 @@ import { AckFailure, RoomClient, type ConnectionState } from '../room/RoomClient
 import { AnnotationPanel } from '../annotations/AnnotationPanel';
 import { PointerLayer } from '../viewer/PointerLayer';
 import { SlideViewer } from '../viewer/SlideViewer';
+import { StackRoomHook } from '../radiology/roomHook';
 import { caseSubject } from './caseList';
 import { MaterialsPanel } from './MaterialsPanel';
 import type { AnnotationOp, PublicAnnotation } from '../../../src/protocol/annotations';
@@ -54,6 +55,8 @@ class CasePage {
   #room: RoomClient | null = null;
   #callPanel: VideoGrid | null = null;
   #viewer: SlideViewer | null = null;
+  /** DICOM stacks open in their own viewer (client/src/radiology). */
+  #stack: StackRoomHook | null = null;
   #pointers: PointerLayer | null = null;
   #annotations: AnnotationPanel | null = null;
   #materials: MaterialsPanel | null = null;
@@ -205,6 +208,10 @@ class CasePage {
     );
     viewer.element.addEventListener('pointermove', (e) => this.#onPointerMove(e));
     viewer.element.addEventListener('pointerleave', () => this.#hidePointer());
+    this.#stack = new StackRoomHook(viewer.element, this.ctx.api, {
+      changed: () => this.#iPresent && this.#sendViewport(),
+      userMoved: () => this.#following && this.#setFollowing(false),
+    });
 
     this.#materials = new MaterialsPanel(this.ctx.api, this.caseId, me.user.permissions.canUpload, (m) => this.#userOpens(m), (m, before) => this.#onMaterialChanged(m, before));
     this.#presence = new PresencePanel(
@@ -349,7 +356,7 @@ class CasePage {
 
   async #applyView(v: Viewport): Promise<void> {
     const viewer = this.#viewer;
-    if (!viewer) return;
+    if (!viewer || this.#stack?.apply(v)) return;
     if (v.materialId === viewer.materialId && viewer.isOpen) {
       viewer.apply(v);
       return;
@@ -361,6 +368,8 @@ class CasePage {
   }
 
   #viewportNow(): void {
+    const stackView = this.#stack?.viewport(this.caseId);
+    if (stackView) return void (this.#iPresent && this.#room?.sendViewport(stackView));
     const viewer = this.#viewer;
     const view = viewer?.view();
     if (!view || !viewer?.materialId || !this.#iPresent) return;
@@ -423,6 +432,11 @@ class CasePage {
     const viewer = this.#viewer;
     if (!viewer) return;
     this.#materials?.setActive(material.id);
+    if (await this.#stack?.open(material, this.#following ? this.#pendingView : null).catch(() => (this.#say('The series could not be opened.'), true))) {
+      if (this.#pendingView?.materialId === material.id) this.#pendingView = null;
+      if (this.#iPresent) this.#viewportNow();
+      return;
+    }
     this.#annotations?.materialChanged();
     try {
       await viewer.open(material);
