@@ -24,6 +24,8 @@ import { AppError } from './errors';
 import { createCsrf } from './http/csrf';
 import { clientRoutes } from './http/static';
 import { errorHandler, notFound } from './http/errors';
+import { followUpRoutes } from './followups/routes';
+import { FollowUpService } from './followups/service';
 import { memoryLimiters, rateLimitByIp, type LimiterFactory } from './http/rateLimit';
 import { createAuthenticator, createSessionMiddleware, RepositorySessionStore, SESSION_COOKIE } from './http/session';
 import { identityRoutes } from './identity/routes';
@@ -74,7 +76,18 @@ export const DEFAULT_RATE_LIMITS = {
   adminHeavyPerUserPerMinute: 6,
   /** STOW-RS requests per user or per token-holding address per minute (each may carry a study). */
   stowPerMinute: 120,
+  /** Follow-up invite links opened per client IP per minute (guessing guard). */
+  followUpOpenPerIpPerMinute: 20,
+  /** Failed opens of one follow-up's invite per hour, whatever the reason; then it refuses for the hour. */
+  followUpFailuresPerInvitePerHour: 10,
+  /** Requests of one patient session per minute (consent, verification, state). */
+  followUpPatientPerMinute: 120,
 };
+
+/** A patient's follow-up session ends after this much inactivity (staff sessions follow the site policy). */
+export const PATIENT_IDLE_MS = 10 * 60_000;
+/** Wrong answers to a follow-up's verification question before its invite stops working. */
+export const MAX_VERIFICATION_FAILURES = 5;
 
 export interface App {
   handler: express.Express;
@@ -94,6 +107,7 @@ export interface App {
   annotations: AnnotationService;
   chat: ChatService;
   radiology: RadiologyService;
+  followUps: FollowUpService;
   /** Session middleware, shared with the Socket.IO engine later. */
   sessionMiddleware: RequestHandler;
   draining: boolean;
@@ -137,6 +151,17 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   const radiology = new RadiologyService(store, audit, dataKeys, storage, { maxInstanceBytes: config.radiology?.maxInstanceBytes ?? 512 * 1024 * 1024 }, clock);
   const retention = new RetentionService(store, audit, cases, logger.child({ module: 'retention' }), clock);
   const usage = new UsageService(store, audit, clock);
+  const followUps = new FollowUpService(
+    store,
+    audit,
+    dataKeys,
+    { publicUrl: config.publicUrl, patientIdleMs: PATIENT_IDLE_MS, maxVerificationFailures: MAX_VERIFICATION_FAILURES },
+    {
+      openPerIp: makeLimiter('followup-open-ip', { points: limits.followUpOpenPerIpPerMinute, duration: 60 }),
+      failuresPerInvite: makeLimiter('followup-fail-invite', { points: limits.followUpFailuresPerInvitePerHour, duration: 3600 }),
+    },
+    clock,
+  );
   const auditAdmin = new AuditAdmin(store.audit, audit, clock);
   identity.on('accountLocked', ({ siteId, userId, lockedUntil }) => {
     // Site admins see the lock in the user list and the audit trail; operators see this line.
@@ -208,8 +233,8 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   api.use((req, _res, next) => {
     // A session cookie whose session is gone (expired, revoked, logged out elsewhere): say so
     // before the CSRF check, whose token was bound to that session and would fail confusingly.
-    const stale = req.cookies?.[SESSION_COOKIE] !== undefined && !req.session?.userId;
-    if (stale && req.method !== 'GET' && req.path !== '/auth/login') {
+    const stale = req.cookies?.[SESSION_COOKIE] !== undefined && !req.session?.userId && !req.session?.patient;
+    if (stale && req.method !== 'GET' && req.path !== '/auth/login' && req.path !== '/followup/open') {
       next(new AppError('SESSION_EXPIRED'));
       return;
     }
@@ -275,6 +300,16 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   api.use(transferRoutes(caseDeps));
   api.use(annotationRoutes({ annotations, auth, limiters: caseDeps.limiters }));
   api.use(
+    followUpRoutes({
+      followUps,
+      auth,
+      csrf,
+      clock,
+      absoluteSessionMs: config.sessionAbsoluteMs,
+      limiters: { write: caseDeps.limiters.write, patient: makeLimiter('followup-patient', { points: limits.followUpPatientPerMinute, duration: 60 }) },
+    }),
+  );
+  api.use(
     adminRoutes({
       auditAdmin,
       usage,
@@ -329,6 +364,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     annotations,
     chat,
     radiology,
+    followUps,
     sessionMiddleware,
     get draining() {
       return state.draining;
@@ -342,6 +378,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
       identity.removeAllListeners();
       annotations.removeAllListeners();
       chat.removeAllListeners();
+      followUps.removeAllListeners();
     },
   };
 }

@@ -30,7 +30,7 @@ export function newCaseLabel(): string {
   return `C-${chars.slice(0, 4)}-${chars.slice(4)}`;
 }
 
-const patientContext = (caseId: string) => `patient:${caseId}`;
+export const patientContext = (caseId: string) => `patient:${caseId}`;
 const materialNameContext = (materialId: string) => `material-name:${materialId}`;
 export const caseKeyOwner = (caseId: string) => `case:${caseId}`;
 

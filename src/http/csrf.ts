@@ -15,7 +15,7 @@ export interface Csrf {
 export function createCsrf(secrets: string[]): Csrf {
   const { doubleCsrfProtection, generateCsrfToken } = doubleCsrf({
     getSecret: () => secrets,
-    getSessionIdentifier: (req) => (req.session?.userId ? req.sessionID : 'anonymous'),
+    getSessionIdentifier: (req) => (req.session?.userId || req.session?.patient ? req.sessionID : 'anonymous'),
     cookieName: CSRF_COOKIE,
     cookieOptions: { sameSite: 'strict', path: '/', secure: true, httpOnly: true },
     size: 32,

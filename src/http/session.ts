@@ -21,6 +21,11 @@ declare module 'express-session' {
     lastSeenAt: number;
     /** The site's idle timeout at the last request, in ms. */
     idleMs: number;
+    /**
+     * A patient's follow-up session (src/followups): no userId, role 'patient', one follow-up,
+     * ending at the end of its window (`until`, epoch ms) at the latest.
+     */
+    patient?: { followUpId: string; siteId: string; bindingId: string; until: number };
   }
 }
 
@@ -42,7 +47,7 @@ export function sessionDeadline(data: Partial<SessionData>, absoluteMs: number):
   const created = data.createdAt ?? 0;
   const seen = data.lastSeenAt ?? created;
   const idle = data.idleMs ?? 30 * 60_000;
-  return Math.min(seen + idle, created + absoluteMs);
+  return Math.min(seen + idle, created + absoluteMs, data.patient?.until ?? Infinity);
 }
 
 /** express-session Store backed by the SessionRepository (one adapter for both stores). */

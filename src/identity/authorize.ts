@@ -3,10 +3,16 @@
 import { AppError, ForbiddenError, NotFoundError } from '../errors';
 import type { Permission, Permissions, Role } from '../protocol/identity';
 
+/**
+ * 'patient' is the follow-up guest (src/followups): no user account, one follow-up, and no action
+ * below lists it, so every case, room and admin action refuses a patient session.
+ */
+export type ActorRole = Role | 'patient';
+
 export interface Actor {
   userId: string;
   siteId: string;
-  role: Role;
+  role: ActorRole;
   permissions: Permissions;
 }
 
@@ -18,7 +24,7 @@ export interface Resource {
 }
 
 interface Rule {
-  roles?: readonly Role[];
+  roles?: readonly ActorRole[];
   permission?: Permission;
   /** Allowed to the owner of the resource whatever the role. */
   owner?: boolean;
@@ -69,6 +75,10 @@ export const ACTIONS = {
   'annotation.write': { roles: ANY },
   // Audio, video and screen share in a case room the user has joined.
   'media.join': { roles: ANY },
+  // Patient video follow-ups: clinicians (and site admins) schedule and run them; any staff
+  // member the host invites may watch the waiting list and join the call (src/followups).
+  'followup.create': { roles: ['clinician', 'site_admin'] },
+  'followup.manage': { roles: ANY },
 } as const satisfies Record<string, Rule>;
 
 export type Action = keyof typeof ACTIONS;

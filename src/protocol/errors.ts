@@ -32,6 +32,9 @@ export const ERROR_CODES = {
   SERVER_DRAINING: { status: 503, message: 'This server is shutting down. Reconnect to continue on another server.' },
   MEDIA_UNAVAILABLE: { status: 503, message: 'Audio and video are not available right now. Try again in a moment.' },
   LIMIT_REACHED: { status: 409, message: 'A limit for this connection or room has been reached.' },
+  // One answer for every unusable invite link (unknown, wrong, expired, ended, used on another device).
+  INVITE_INVALID: { status: 404, message: 'This appointment link cannot be used. Contact your clinic for a new one.' },
+  VERIFICATION_FAILED: { status: 422, message: 'The answer does not match our records.' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -21,6 +21,7 @@ import { RoomRegistry, roomName } from '../rooms/CaseRoom';
 import { leaveRoom, registerRoomHandlers, type DurableSync, type RoomHandlerDeps } from '../rooms/handlers';
 import { MemoryRoomState, RedisRoomState, type RoomStateStore } from '../rooms/state';
 import { Dispatcher, type SocketState } from './dispatch';
+import { attachFollowUps } from '../followups/handlers';
 import { sessionRoomOf, SocketSessions, type Validation } from './socketSession';
 
 export interface RealtimeOptions {
@@ -113,7 +114,7 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
     state = new MemoryRoomState();
   }
 
-  const sessions = new SocketSessions(app.store.sessions, app.identity, options.sessionAbsoluteMs, options.clock);
+  const sessions = new SocketSessions(app.store.sessions, app.identity, options.sessionAbsoluteMs, options.clock, app.followUps);
   const rooms = new RoomRegistry(io as never, state, nodeId, options.roomGraceMs);
   const endSession = (socket: Socket, reason: SessionEndReason) => {
     socket.emit('session:ended', { reason });
@@ -156,6 +157,9 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
   const mediaHome = options.redisUrl ? await MediaHome.create({ redisUrl: options.redisUrl, nodeId, local: media, io, logger: log }) : null;
   const signalling: MediaSignalling | null = mediaHome ?? media;
   deps.mediaLeave = (caseId, socketId) => signalling?.leave(caseId, socketId);
+  // Patient follow-ups: patient sockets, staff joining calls, and the media rooms of calls.
+  const followUpSockets = attachFollowUps({ io, followUps: app.followUps, dispatcher, media: () => signalling, logger: log });
+  mediaResolvers.push(followUpSockets.resolver);
 
   io.engine.use(app.sessionMiddleware as unknown as RequestHandler);
   io.use((socket, next) => {
@@ -217,9 +221,12 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
       });
     });
     void socket.join([state.identity.sessionRoom, state.identity.userRoom]);
-    registerRoomHandlers(socket, state, deps);
+    // A patient (follow-up guest) socket gets no case-room handler at all, only its call's.
+    const patient = state.identity.actor.role === 'patient';
+    if (!patient) registerRoomHandlers(socket, state, deps);
     registerMediaHandlers(socket, state, { dispatcher, media: signalling, resolvers: mediaResolvers });
-    durableStreams.register(socket, state, deps);
+    if (!patient) durableStreams.register(socket, state, deps);
+    followUpSockets.register(socket, state);
 
     // At the session's deadline, re-read it: expired means the socket closes now, not later.
     let timer: NodeJS.Timeout | null = null;
@@ -286,6 +293,7 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
     closed = true;
     draining = true;
     app.identity.off('sessionsEnded', onEnded);
+    followUpSockets.close();
     app.converter.off('progress', onProgress);
     app.chat.off('message', onChat);
     app.annotations.off('ops', onOps);

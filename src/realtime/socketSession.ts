@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { SessionData } from 'express-session';
 import type { Actor } from '../identity/authorize';
+import { PERMISSIONS, type Permissions } from '../protocol/identity';
 import type { SessionRepository } from '../identity/repository';
 import { IdentityService } from '../identity/service';
 import { sessionDeadline } from '../http/session';
@@ -25,6 +26,16 @@ export interface SocketIdentity {
 
 export type Validation = { ok: true; identity: SocketIdentity } | { ok: false; reason: 'expired' | 'revoked' | 'stopped' };
 
+/** Decides whether a patient's follow-up session may still be used (src/followups). */
+export interface PatientSessionCheck {
+  checkPatient(patient: NonNullable<SessionData['patient']>, now: number): Promise<unknown>;
+}
+
+/** Socket.IO room of every socket of one follow-up's patient device. */
+export const patientRoomOf = (followUpId: string) => `fp:${followUpId}`;
+
+const NO_PERMISSIONS = Object.fromEntries(PERMISSIONS.map((p) => [p, false])) as Permissions;
+
 /** Activity is written back to the store at most this often per socket. */
 const TOUCH_EVERY_MS = 30_000;
 /** Without a reason to, the store is re-read at most this often per socket. */
@@ -42,17 +53,49 @@ export class SocketSessions {
     private readonly identity: IdentityService,
     private readonly absoluteMs: number,
     private readonly clock: () => Date,
+    private readonly patients?: PatientSessionCheck,
   ) {}
 
   /** From the handshake's session (loaded by express-session); null when not signed in. */
   async fromHandshake(sid: string | undefined, data: Partial<SessionData> | undefined): Promise<Validation | null> {
+    if (sid && data?.patient && !data.userId) return this.build(sid, data as SessionData);
     if (!sid || !data?.userId || !data.siteId) return null;
     return this.build(sid, data as SessionData);
+  }
+
+  /**
+   * A patient (follow-up guest): no user behind it, role 'patient' with no permission, valid only
+   * while its follow-up admits this device and within the patient idle timeout and the window.
+   */
+  private async buildPatient(sid: string, data: SessionData, now: number, deadline: number): Promise<Validation> {
+    const patient = data.patient!;
+    if (now >= deadline) {
+      await this.sessions.destroy(sid);
+      return { ok: false, reason: 'expired' };
+    }
+    if (!this.patients || !(await this.patients.checkPatient(patient, now))) {
+      await this.sessions.destroy(sid);
+      return { ok: false, reason: 'revoked' };
+    }
+    return {
+      ok: true,
+      identity: {
+        sid,
+        sessionRoom: sessionRoomOf(sid),
+        userRoom: patientRoomOf(patient.followUpId),
+        actor: { userId: `patient:${patient.followUpId}`, siteId: patient.siteId, role: 'patient', permissions: NO_PERMISSIONS },
+        name: 'Patient',
+        data,
+        deadline,
+        checkedAt: now,
+      },
+    };
   }
 
   private async build(sid: string, data: SessionData): Promise<Validation> {
     const now = this.clock().getTime();
     const deadline = sessionDeadline(data, this.absoluteMs);
+    if (data.patient && !data.userId) return this.buildPatient(sid, data, now, deadline);
     if (now >= deadline) {
       await this.identity.recordSessionExpired(
         { siteId: data.siteId, userId: data.userId, role: data.role ?? 'unknown', sid },

@@ -64,7 +64,8 @@ export function registerRoomHandlers(socket: Socket, state: SocketState, deps: R
     if (!state.rooms.has(record.id)) {
       state.rooms.set(record.id, record.siteId);
       await socket.join(roomName(record.id));
-      const member: Member = { socketId: socket.id, userId: actor.userId, name: identity.name, role: actor.role, state: 'active', joinedAt: new Date().toISOString() };
+      // case.read was authorised above, which no patient (follow-up guest) session passes.
+      const member: Member = { socketId: socket.id, userId: actor.userId, name: identity.name, role: actor.role as Member['role'], state: 'active', joinedAt: new Date().toISOString() };
       await room.add(member);
       await deps.audit.record({ siteId: record.siteId, type: 'room.join', action: 'E', actor: auditActor(state, socket), objects: [{ type: 'case', id: record.id }] });
     }

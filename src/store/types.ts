@@ -5,6 +5,7 @@ import type { AuditRepository } from '../audit/model';
 import type { CaseRepository, MaterialRepository, TransferRepository } from '../cases/model';
 import type { ChatRepository } from '../chat/model';
 import type { DataKeyRepository } from '../crypto/dataKeys';
+import type { FollowUpRepository } from '../followups/model';
 import type { RadiologyRepository } from '../radiology/model';
 import type { SessionRepository, SiteRepository, UserRepository } from '../identity/repository';
 
@@ -21,6 +22,7 @@ export interface Store {
   readonly chat: ChatRepository;
   readonly annotations: AnnotationRepository;
   readonly radiology: RadiologyRepository;
+  readonly followUps: FollowUpRepository;
   /** True while the store can serve requests (used by /readyz). */
   ping(): Promise<boolean>;
   close(): Promise<void>;

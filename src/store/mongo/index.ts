@@ -31,6 +31,7 @@ import type { CaseStatus, MaterialStatus } from '../../protocol/cases';
 import type { Permissions, Role, SitePolicy } from '../../protocol/identity';
 import { DuplicateKeyError, type Store } from '../types';
 import { MongoRadiology, radiologyModels, type RadiologyModels } from './radiology';
+import { followUpModels, MongoFollowUps, type FollowUpModels } from './followups';
 
 // A write acknowledges a user action only once a majority has it in the journal, so a failover
 // cannot roll back a password change, a lockout or an audit record the user was told about.
@@ -1536,6 +1537,7 @@ export class MongoStore implements Store {
   readonly chat: ChatRepository;
   readonly annotations: AnnotationRepository;
   readonly radiology: MongoRadiology;
+  readonly followUps: MongoFollowUps;
   #closed = false;
 
   private constructor(
@@ -1553,7 +1555,8 @@ export class MongoStore implements Store {
       chat: Model<ChatDoc>;
       annotations: Model<AnnotationDoc>;
       annotationOps: Model<AnnotationOpDoc>;
-    } & RadiologyModels,
+    } & RadiologyModels &
+      FollowUpModels,
   ) {
     this.sites = new MongoSites(models.sites);
     this.users = new MongoUsers(models.users);
@@ -1566,6 +1569,7 @@ export class MongoStore implements Store {
     this.chat = new MongoChat(models.chat);
     this.annotations = new MongoAnnotations(models.annotations, models.annotationOps);
     this.radiology = new MongoRadiology(models);
+    this.followUps = new MongoFollowUps(models);
   }
 
   static async connect(uri: string): Promise<MongoStore> {
@@ -1593,6 +1597,7 @@ export class MongoStore implements Store {
         annotations: conn.model<AnnotationDoc>('Annotation', annotationSchema, 'annotations'),
         annotationOps: conn.model<AnnotationOpDoc>('AnnotationOp', annotationOpSchema, 'annotation_ops'),
         ...radiologyModels(conn),
+        ...followUpModels(conn),
       };
       const all: { init(): Promise<unknown>; syncIndexes(): Promise<unknown> }[] = Object.values(models);
       for (const model of all) {

@@ -18,6 +18,7 @@ import { DuplicateKeyError, type Store } from '../types';
 import { SqliteCases, SqliteDataKeys, SqliteMaterials, SqliteTransfers } from './cases';
 import { SqliteAnnotations, SqliteChat } from './collab';
 import { SqliteRadiology } from './radiology';
+import { SqliteFollowUps } from './followups';
 import { migrate } from './migrations';
 import type { CaseRepository, MaterialRepository, TransferRepository } from '../../cases/model';
 import type { DataKeyRepository } from '../../crypto/dataKeys';
@@ -546,6 +547,7 @@ export class SqliteStore implements Store {
   readonly chat: ChatRepository;
   readonly annotations: AnnotationRepository;
   readonly radiology: SqliteRadiology;
+  readonly followUps: SqliteFollowUps;
   #closed = false;
 
   constructor(readonly db: Database.Database) {
@@ -560,6 +562,7 @@ export class SqliteStore implements Store {
     this.chat = new SqliteChat(db);
     this.annotations = new SqliteAnnotations(db);
     this.radiology = new SqliteRadiology(db);
+    this.followUps = new SqliteFollowUps(db);
   }
 
   static open(file: string): SqliteStore {

@@ -334,6 +334,54 @@ export const MIGRATIONS: Migration[] = [
         BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
     `,
   },
+  {
+    version: 8,
+    name: 'patient video follow-ups and consent records',
+    // Only the invite token's hash is stored; the contact label is sealed under the case key.
+    // A follow-up goes with its case; consent records go with their follow-up (the audit trail
+    // keeps the consent event itself).
+    sql: `
+      CREATE TABLE follow_ups (
+        id TEXT PRIMARY KEY,
+        site_id TEXT NOT NULL,
+        case_id TEXT NOT NULL REFERENCES cases(id) ON DELETE CASCADE,
+        host_user_id TEXT NOT NULL,
+        colleagues TEXT NOT NULL,
+        contact_label_sealed TEXT NOT NULL,
+        starts_at TEXT NOT NULL,
+        ends_at TEXT NOT NULL,
+        verification TEXT,
+        token_hash TEXT NOT NULL,
+        state TEXT NOT NULL,
+        binding_id TEXT,
+        bound INTEGER NOT NULL,
+        device_check TEXT,
+        waiting_since TEXT,
+        verified_at TEXT,
+        failed_verifications INTEGER NOT NULL,
+        messages TEXT NOT NULL,
+        invite_sent_at TEXT,
+        consented_at TEXT,
+        admitted_at TEXT,
+        ended_at TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX follow_ups_site_end ON follow_ups(site_id, ends_at);
+      CREATE INDEX follow_ups_case ON follow_ups(site_id, case_id);
+      CREATE TABLE follow_up_consents (
+        id TEXT PRIMARY KEY,
+        site_id TEXT NOT NULL,
+        follow_up_id TEXT NOT NULL REFERENCES follow_ups(id) ON DELETE CASCADE,
+        text_version TEXT NOT NULL,
+        text_sha256 TEXT NOT NULL,
+        given_at TEXT NOT NULL,
+        ip TEXT,
+        user_agent TEXT
+      ) STRICT;
+      CREATE INDEX follow_up_consents_follow_up ON follow_up_consents(follow_up_id);
+    `,
+  },
 ];
 
 export function migrate(db: Database.Database): number {
