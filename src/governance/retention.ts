@@ -1,7 +1,9 @@
 // Retention (seed 003: "purge a study after 30 days ... down to 24 hours"): each site's cases
 // older than its retention period are deleted with everything they hold (materials, tiles,
-// originals, annotations, chat, outgoing transfers and their data key). Each run is audited per
-// site: when, what and how many. Audit records themselves are kept.
+// originals, annotations, chat, outgoing transfers and their data key). Patient follow-ups go
+// with their case, or earlier, once their window ended longer ago than the retention period; their
+// consent records go with them (the audit trail keeps each consent event: docs/followups.md).
+// Each run is audited per site: when, what and how many. Audit records themselves are kept.
 import type { AuditService } from '../audit/service';
 import type { CaseService } from '../cases/service';
 import type { Logger } from '../observability/logger';
@@ -12,6 +14,8 @@ export interface PurgeReport {
   cutoff: string;
   cases: number;
   materials: number;
+  /** Follow-ups deleted (with their consent records). */
+  followUps: number;
 }
 
 const BATCH = 100;
@@ -44,10 +48,12 @@ export class RetentionService {
       const cutoff = new Date(this.clock().getTime() - days * 24 * 3600 * 1000).toISOString();
       const deleted: string[] = [];
       let materials = 0;
+      let followUps = await this.store.followUps.purge(site.id, { endedBefore: cutoff });
       for (;;) {
         const batch = await this.store.cases.listCreatedBefore(site.id, cutoff, BATCH);
         if (batch.length === 0) break;
         for (const record of batch) {
+          followUps += await this.store.followUps.purge(site.id, { caseId: record.id });
           materials += await this.cases.deleteCaseData(record);
           deleted.push(record.id);
         }
@@ -59,11 +65,11 @@ export class RetentionService {
           action: 'D',
           actor: { userId: null, role: 'system', ip: null, userAgent: `retention-${trigger}` },
           objects: deleted.slice(i, i + IDS_PER_RECORD).map((id) => ({ type: 'case', id })),
-          details: { cutoff, retentionDays: days, cases: deleted.length, materials },
+          details: { cutoff, retentionDays: days, cases: deleted.length, materials, followUps },
         });
       }
-      if (deleted.length > 0) this.logger.info({ siteId: site.id, cases: deleted.length, materials, cutoff }, 'retention purge');
-      reports.push({ siteId: site.id, cutoff, cases: deleted.length, materials });
+      if (deleted.length > 0 || followUps > 0) this.logger.info({ siteId: site.id, cases: deleted.length, materials, followUps, cutoff }, 'retention purge');
+      reports.push({ siteId: site.id, cutoff, cases: deleted.length, materials, followUps });
     }
     return reports;
   }

@@ -350,3 +350,21 @@ test('a patient session is refused on every staff HTTP route and gains nothing f
   // Still a working patient session afterwards (nothing above ended it or changed it).
   expect((await patient.get('/api/followup/me').expect(200)).body.consented).toBe(true);
 });
+
+test('retention: follow-ups and their consent records are purged with the retention period; the consent events stay in the audit trail', async () => {
+  const { id, token } = await schedule();
+  await consentedPatient(token);
+  expect(await t.server.app.store.followUps.listConsents(siteId, id)).toHaveLength(1);
+  t.clock.advance(31 * 24 * 3600 * 1000);
+  try {
+    const reports = await t.server.app.retention.purgeAll('command');
+    expect(reports.find((r) => r.siteId === siteId)!.followUps).toBeGreaterThanOrEqual(1);
+    expect(await t.server.app.store.followUps.findById(id)).toBeNull();
+    expect(await t.server.app.store.followUps.listConsents(siteId, id)).toEqual([]);
+    const purge = (await t.server.app.store.audit.listChain(siteId, 0, 100_000)).filter((r) => r.type === 'retention.purge');
+    expect(purge.at(-1)!.details.followUps).toBeGreaterThanOrEqual(1);
+    expect(await auditTypes(id)).toContain('followup.consent');
+  } finally {
+    t.clock.advance(-31 * 24 * 3600 * 1000);
+  }
+});
