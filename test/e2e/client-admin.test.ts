@@ -106,7 +106,6 @@ describe('administration pages', () => {
     expect(saved.permissions.canDownload).toBe(true);
     // Every one of the six permissions has its switch.
     expect(await detail.getByRole('switch').count()).toBe(6);
-    await admin.screenshot({ path: SHOTS.users });
   });
 
   it('ends the user’s sessions: their next request lands on the sign-in page', async () => {
@@ -132,7 +131,11 @@ describe('administration pages', () => {
     await person.getByRole('alert').filter({ hasText: 'not correct' }).waitFor();
 
     await admin.reload();
-    await admin.getByRole('button', { name: 'Nora Newcomer' }).click();
+    // The security summary names the lockout and opens the account from there.
+    const alerts = admin.getByRole('region', { name: 'Security, last 7 days' });
+    await alerts.locator('li.lockout', { hasText: 'Nora Newcomer (new.pathologist@demo.local) locked at' }).waitFor();
+    expect(await alerts.locator('.alert-count').textContent()).toMatch(/^\d+ failed sign-ins\.$/);
+    await alerts.getByRole('button', { name: 'Manage Nora Newcomer' }).click();
     const detail = admin.getByRole('region', { name: 'Nora Newcomer' });
     await detail.getByText(/Locked until/).waitFor();
     await detail.getByRole('button', { name: 'Unlock and reset password' }).click();
@@ -142,6 +145,8 @@ describe('administration pages', () => {
     const fresh = (await secret.locator('.secret-value').textContent())!;
     expect(fresh).not.toBe(oneTimePassword);
     expect((await userRecord()).lockedUntil).toBeNull();
+    await admin.evaluate(() => window.scrollTo(0, 0));
+    await admin.screenshot({ path: SHOTS.users });
 
     await signInAs(person, email, fresh);
     await person.getByRole('heading', { name: 'Choose your password' }).waitFor();

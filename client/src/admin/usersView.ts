@@ -9,6 +9,14 @@ import type { Permission, PublicUser, Role } from '../../../src/protocol/identit
 
 /** A second click within this time confirms an action that cannot be undone. */
 const CONFIRM_MS = 6000;
+/** How far back the security summary looks. */
+const ALERT_DAYS = 7;
+
+interface Alerts {
+  since: string;
+  failedLogins: number;
+  lockouts: { at: string; userId: string; email: string | null; name: string | null; ip: string | null; lockedUntil: string }[];
+}
 
 export function usersView(ctx: AppContext): View {
   const page = new UsersPage(ctx);
@@ -72,6 +80,7 @@ class UsersPage {
   /** Outcome of the last action on the selected user; kept across re-renders of the panel. */
   readonly #detailError = h('p', { class: 'form-error', attrs: { role: 'alert' } });
   readonly #detailOk = h('p', { class: 'form-ok', attrs: { role: 'status' } });
+  readonly #alerts = h('section', { class: 'panel security-alerts', attrs: { 'aria-labelledby': 'security-alerts-title' } });
   #users: PublicUser[] = [];
   #selected: string | null = null;
   #disposed = false;
@@ -94,6 +103,7 @@ class UsersPage {
     this.element = h(
       'div',
       { class: 'admin-users' },
+      this.#alerts,
       h('div', { class: 'admin-actions' }, this.#newButton),
       this.#createForm,
       this.#secret,
@@ -101,6 +111,7 @@ class UsersPage {
       h('div', { class: 'admin-split' }, h('div', { class: 'table-wrap' }, table), this.#detail),
     );
     void this.#load();
+    void this.#loadAlerts();
   }
 
   dispose(): void {
@@ -118,6 +129,31 @@ class UsersPage {
       this.#renderDetail();
     } catch (err) {
       if (!this.#disposed) this.#status.textContent = describeError(err);
+    }
+  }
+
+  /** Lockouts and failed sign-ins of the last days (from the audit trail; reading them is audited). */
+  async #loadAlerts(): Promise<void> {
+    const title = h('h2', { id: 'security-alerts-title' }, `Security, last ${ALERT_DAYS} days`);
+    try {
+      const alerts = await this.ctx.api.get<Alerts>(`/api/admin/alerts?days=${ALERT_DAYS}`);
+      if (this.#disposed) return;
+      const failed = h('p', { class: alerts.failedLogins > 0 ? 'alert-count' : 'muted' }, alerts.failedLogins === 0 ? 'No failed sign-ins.' : `${alerts.failedLogins} failed sign-in${alerts.failedLogins === 1 ? '' : 's'}.`);
+      const lockouts = alerts.lockouts.map((l) =>
+        h(
+          'li',
+          { class: 'lockout' },
+          h('strong', {}, l.name ?? 'A deleted user'),
+          l.email ? ` (${l.email})` : '',
+          ` locked at ${formatDateTime(l.at)}`,
+          l.ip ? ` after failed sign-ins from ${l.ip}` : '',
+          l.lockedUntil ? `, until ${formatDateTime(l.lockedUntil)}. ` : '. ',
+          l.name ? h('button', { type: 'button', class: 'link', on: { click: () => this.#select(l.userId, true) } }, `Manage ${l.name}`) : null,
+        ),
+      );
+      replaceChildren(this.#alerts, title, failed, lockouts.length ? h('ul', { class: 'lockout-list' }, ...lockouts) : h('p', { class: 'muted' }, 'No account was locked.'));
+    } catch (err) {
+      if (!this.#disposed) replaceChildren(this.#alerts, title, h('p', { class: 'form-error' }, describeError(err)));
     }
   }
 
@@ -151,8 +187,8 @@ class UsersPage {
     );
   }
 
-  #select(id: string): void {
-    this.#selected = this.#selected === id ? null : id;
+  #select(id: string, open = false): void {
+    this.#selected = this.#selected === id && !open ? null : id;
     this.#detailError.textContent = '';
     this.#detailOk.textContent = '';
     this.#renderList();
