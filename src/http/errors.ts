@@ -13,7 +13,36 @@ export function toAppError(err: unknown): AppError | null {
     return new AppError('VALIDATION_FAILED', 'The request body is not valid JSON.');
   }
   if (e?.code === 'EBADCSRFTOKEN') return new AppError('CSRF_INVALID');
+  if (isStoreUnavailable(err)) return new AppError('STORE_UNAVAILABLE');
   return null;
+}
+
+/** Client errors that mean "not connected now" (node-redis and the MongoDB driver name them). */
+const UNAVAILABLE_NAMES = new Set([
+  'ClientOfflineError',
+  'ClientClosedError',
+  'SocketClosedUnexpectedlyError',
+  'ConnectionTimeoutError',
+  'ReconnectStrategyError',
+  'MongoNetworkError',
+  'MongoNetworkTimeoutError',
+  'MongoServerSelectionError',
+  'MongoNotConnectedError',
+]);
+
+/**
+ * The store or Redis cannot be reached or is locked by another process (SQLITE_BUSY after the
+ * busy timeout): a passing condition, answered 503 STORE_UNAVAILABLE rather than INTERNAL.
+ */
+export function isStoreUnavailable(err: unknown): boolean {
+  const e = err as { name?: string; code?: unknown } | null;
+  if (!e || typeof e !== 'object') return false;
+  if (typeof e.code === 'string' && /^SQLITE_(BUSY|LOCKED)/.test(e.code)) return true;
+  // A store or Redis connection refused or cut (handlers make no other network calls).
+  if (typeof e.code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH'].includes(e.code)) return true;
+  if (typeof e.name === 'string' && UNAVAILABLE_NAMES.has(e.name)) return true;
+  // node-redis throws some of these as plain Errors: only the message names them.
+  return typeof (e as { message?: unknown }).message === 'string' && /^(The client is (offline|closed)|Socket closed unexpectedly|Connection timeout|connect ECONNREFUSED)/.test((e as { message: string }).message);
 }
 
 export function sendError(res: Parameters<RequestHandler>[1], err: AppError): void {

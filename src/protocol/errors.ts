@@ -31,6 +31,8 @@ export const ERROR_CODES = {
   NOT_READY: { status: 503, message: 'The server is not ready.' },
   SERVER_DRAINING: { status: 503, message: 'This server is shutting down. Reconnect to continue on another server.' },
   MEDIA_UNAVAILABLE: { status: 503, message: 'Audio and video are not available right now. Try again in a moment.' },
+  // The store or Redis is briefly unreachable or locked: nothing was changed; retrying is safe.
+  STORE_UNAVAILABLE: { status: 503, message: 'The server cannot save or load this right now. Nothing was changed; try again in a moment.' },
   LIMIT_REACHED: { status: 409, message: 'A limit for this connection or room has been reached.' },
   // One answer for every unusable invite link (unknown, wrong, expired, ended, used on another device).
   INVITE_INVALID: { status: 404, message: 'This appointment link cannot be used. Contact your clinic for a new one.' },

@@ -71,7 +71,11 @@ const REASON_BY_VALIDATION: Record<Exclude<Validation, { ok: true }>['reason'], 
 };
 
 async function connectRedis(url: string, logger: Logger, role: string): Promise<RedisClientType> {
-  const client = createClient({ url, socket: { reconnectStrategy: (retries) => Math.min(50 + retries * 100, 2000) } }) as RedisClientType;
+  // Room-state commands are awaited by the event handlers: while Redis is down they must fail at
+  // once (a typed STORE_UNAVAILABLE answer) instead of queueing until it returns, which would
+  // leave clients without an answer and a closing node waiting for ever. The adapter's pub/sub
+  // clients keep their queue: the adapter does not await its publishes.
+  const client = createClient({ url, disableOfflineQueue: role === 'state', socket: { reconnectStrategy: (retries) => Math.min(50 + retries * 100, 2000) } }) as RedisClientType;
   // Without an error listener a dropped connection would crash the process.
   client.on('error', (err: Error) => logger.warn({ role, err: { message: err.message } }, 'redis connection error'));
   await client.connect();

@@ -36,6 +36,11 @@ export class TestRedis {
     return r;
   }
 
+  /** False between kill() and restart(). */
+  get alive(): boolean {
+    return this.#child !== null && this.#child.exitCode === null;
+  }
+
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
