@@ -9,6 +9,8 @@ export interface AnnotationRecord {
   siteId: string;
   caseId: string;
   materialId: string;
+  /** For a DICOM stack (radiology): the slice, in display order, the annotation is drawn on; null otherwise. */
+  slice?: number | null;
   /** The creating client's id; one per case, so a retried create stores nothing new. */
   clientId: string;
   kind: AnnotationKind;

@@ -88,6 +88,7 @@ export class AnnotationService extends EventEmitter<AnnotationEvents> {
       id: a.id,
       caseId: a.caseId,
       materialId: a.materialId,
+      slice: a.slice ?? null,
       kind: a.kind,
       geometry: a.geometry,
       properties: await this.openProperties(a),
@@ -162,8 +163,14 @@ export class AnnotationService extends EventEmitter<AnnotationEvents> {
     await this.authorizeOnMaterial(actor, valid.caseId, valid.materialId, 'annotation.write');
     const previous = await this.store.annotations.findCreateOp(actor.siteId, valid.caseId, valid.clientId);
     if (previous) return this.replayedCreate(actor, previous);
+    if (valid.slice !== undefined) {
+      // A slice exists only on a DICOM stack (src/radiology), and only up to its slice count.
+      const series = await this.store.radiology.findSeries(actor.siteId, valid.caseId, valid.materialId);
+      if (!series) throw new ValidationError([{ path: 'slice', issue: 'only an annotation on a DICOM stack has a slice' }]);
+      if (valid.slice >= series.instanceCount) throw new ValidationError([{ path: 'slice', issue: `the stack has ${series.instanceCount} slices` }]);
+    }
 
-    const record = await this.newRecord(actor, valid.caseId, valid.materialId, valid.clientId, valid.kind, valid.geometry, valid.properties);
+    const record = { ...(await this.newRecord(actor, valid.caseId, valid.materialId, valid.clientId, valid.kind, valid.geometry, valid.properties)), slice: valid.slice ?? null };
     let stored: AnnotationOpRecord;
     try {
       stored = await this.store.annotations.create(record);

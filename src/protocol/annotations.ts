@@ -104,6 +104,8 @@ export const createAnnotationSchema = z
   .strictObject({
     caseId: idSchema,
     materialId: idSchema,
+    /** Only on a DICOM stack: the slice (display order, from 0) the annotation belongs to. */
+    slice: z.number().int().min(0).max(100_000).optional(),
     clientId: clientIdSchema,
     kind: z.enum(ANNOTATION_KINDS),
     geometry: geometrySchema,
@@ -149,6 +151,8 @@ export interface PublicAnnotation {
   id: string;
   caseId: string;
   materialId: string;
+  /** The slice of a DICOM stack it is drawn on; null on slides and other images. */
+  slice: number | null;
   kind: AnnotationKind;
   geometry: AnnotationGeometry;
   properties: AnnotationProperties;

@@ -572,6 +572,8 @@ interface AnnotationDoc {
   siteId: string;
   caseId: string;
   materialId: string;
+  /** Absent on documents written before stacks existed: read as null. */
+  slice?: number | null;
   clientId: string;
   kind: AnnotationKind;
   geometry: AnnotationGeometry;
@@ -591,6 +593,7 @@ const annotationSchema = new Schema<AnnotationDoc>(
     siteId: { type: String },
     caseId: { type: String },
     materialId: { type: String },
+    slice: { type: Number },
     clientId: { type: String },
     kind: { type: String },
     geometry: { type: Schema.Types.Mixed },
@@ -625,6 +628,7 @@ const annotationOpSchema = new Schema<AnnotationOpDoc>(
     op: { type: String },
     annotationId: { type: String },
     materialId: { type: String },
+    slice: { type: Number },
     clientId: { type: String },
     kind: { type: String },
     geometry: { type: Schema.Types.Mixed },
@@ -649,6 +653,7 @@ function annotationFromDoc(d: Omit<AnnotationDoc, 'pending'>): AnnotationRecord 
     siteId: d.siteId,
     caseId: d.caseId,
     materialId: d.materialId,
+    ...(d.slice !== null && d.slice !== undefined ? { slice: d.slice } : {}),
     clientId: d.clientId,
     kind: d.kind,
     geometry: d.geometry,
@@ -667,6 +672,7 @@ function annotationState(a: AnnotationRecord): Omit<AnnotationDoc, '_id' | 'pend
     siteId: a.siteId,
     caseId: a.caseId,
     materialId: a.materialId,
+    slice: a.slice ?? null,
     clientId: a.clientId,
     kind: a.kind,
     geometry: a.geometry,

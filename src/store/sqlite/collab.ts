@@ -96,6 +96,7 @@ interface AnnotationRow {
   created_at: string;
   updated_by: string;
   updated_at: string;
+  slice: number | null;
 }
 
 interface OpRow extends Omit<AnnotationRow, 'id'> {
@@ -109,6 +110,8 @@ const annotationFromRow = (r: AnnotationRow): AnnotationRecord => ({
   siteId: r.site_id,
   caseId: r.case_id,
   materialId: r.material_id,
+  // Only stacks' annotations carry a slice; others round-trip without the key.
+  ...(r.slice !== null && r.slice !== undefined ? { slice: r.slice } : {}),
   clientId: r.client_id,
   kind: r.kind as AnnotationRecord['kind'],
   geometry: JSON.parse(r.geometry),
@@ -129,7 +132,7 @@ const opFromRow = (r: OpRow): AnnotationOpRecord => ({
 
 /** The state columns, in the order both tables' statements below use them. */
 function stateValues(a: AnnotationRecord): unknown[] {
-  return [a.materialId, a.clientId, a.kind, JSON.stringify(a.geometry), a.propertiesSealed, a.version, a.deleted ? 1 : 0, a.createdBy, a.createdAt, a.updatedBy, a.updatedAt];
+  return [a.materialId, a.clientId, a.kind, JSON.stringify(a.geometry), a.propertiesSealed, a.version, a.deleted ? 1 : 0, a.createdBy, a.createdAt, a.updatedBy, a.updatedAt, a.slice ?? null];
 }
 
 export class SqliteAnnotations implements AnnotationRepository {
@@ -141,8 +144,8 @@ export class SqliteAnnotations implements AnnotationRepository {
     this.db
       .prepare(
         `INSERT INTO annotation_ops (case_id, seq, site_id, op, annotation_id, material_id, client_id, kind, geometry, properties_sealed,
-           version, deleted, created_by, created_at, updated_by, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           version, deleted, created_by, created_at, updated_by, updated_at, slice)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(a.caseId, last + 1, a.siteId, op, a.id, ...stateValues(a));
     return { seq: last + 1, op, annotation: a };
@@ -152,8 +155,8 @@ export class SqliteAnnotations implements AnnotationRepository {
     this.db
       .prepare(
         `INSERT INTO annotations (id, site_id, case_id, material_id, client_id, kind, geometry, properties_sealed, version, deleted,
-           created_by, created_at, updated_by, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           created_by, created_at, updated_by, updated_at, slice)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(a.id, a.siteId, a.caseId, ...stateValues(a));
     return this.appendOp(a, 'create');
