@@ -38,6 +38,12 @@ const DEBIAN_PACKAGES = {
     ...MEDIASOUP_BUILD_PACKAGES,
     { name: 'redis-server', check: 'command -v redis-server' },
     { name: 'chromium', check: 'test -x /usr/bin/chromium' },
+    // The topology suite puts Debian's HAProxy in front of its nodes; the deployment tests
+    // validate docker-compose.yml with docker-compose 1.29 (no engine needed) and make a
+    // throw-away certificate with openssl.
+    { name: 'haproxy', check: 'command -v haproxy' },
+    { name: 'docker-compose', check: 'command -v docker-compose' },
+    { name: 'openssl', check: 'command -v openssl' },
   ],
 };
 
