@@ -182,7 +182,9 @@ export function attachFollowUps(deps: FollowUpSocketDeps): FollowUpSockets {
       }
       return { roomId: record.id, followUp: await followUps.toPublic(record) };
     });
-    dispatcher.on(socket, state, 'followup:leave', { schema: followUpRoomSchema, action: null, rate: 'join' }, async (_ctx, input) => {
+    dispatcher.on(socket, state, 'followup:leave', { schema: followUpRoomSchema, action: null, rate: 'join' }, async ({ identity }, input) => {
+      // Authorised like a join: a follow-up the actor may not see does not exist for them.
+      await followUps.mustFindForStaff(identity.actor, input.followUpId);
       const record = joined.get(input.followUpId);
       if (!record) return null;
       joined.delete(input.followUpId);

@@ -195,8 +195,8 @@ export class FollowUpService extends EventEmitter<FollowUpEvents> {
   }
 
   async addColleague(actor: Actor, ctx: RequestContext, followUpId: string, userId: string): Promise<PublicFollowUp> {
+    // The host or an invited colleague may bring in another colleague of the site.
     const record = await this.mustFindForStaff(actor, followUpId);
-    if (record.hostUserId !== actor.userId) throw new AppError('FORBIDDEN', 'Only the clinician who scheduled the follow-up can invite colleagues.');
     const user = await this.store.users.findById(actor.siteId, userId);
     if (!user) throw new NotFoundError();
     const updated = await this.transition(record, (r) => {

@@ -5,14 +5,13 @@
 // src/identity/authorize.ts ACTIONS guards it) and that action's rule. A route or event with no
 // entry fails the first test: adding one means deciding, here, who may use it.
 //
-// Patient sessions (follow-up guests, DESIGN 1.4) are not built yet. When they are: add
-// 'patient' to ROLES with an actor factory in `actorFor` (a guest session instead of a user
-// login); every expectation below then follows from ACTIONS (a patient is in no action's roles,
-// so every route must answer 401/403/404 to it), and routes built for guests get their own
-// access kind beside 'public' and 'session'.
+// Patient sessions (follow-up guests, DESIGN 1.4; src/followups) have their own test at the end:
+// a guest who opened an invite tries every staff route (401/403/404) and every socket event
+// (FORBIDDEN). The guests' own routes have the access kind 'patient' (staff: UNAUTHENTICATED).
 import sharp from 'sharp';
 import type { Socket as ClientSocket } from 'socket.io-client';
 import { ACTIONS, type Action } from '../../src/identity/authorize';
+import { CONSENT } from '../../src/protocol/followups';
 import type { Permissions, Role } from '../../src/protocol/identity';
 import { MEDIA_SOURCES } from '../../src/protocol/media';
 import { call, connect, startTestServer, waitFor, type TestClient, type TestServer } from '../helpers/server';
@@ -48,8 +47,11 @@ interface Req {
   raw?: { type: string; data: Buffer };
 }
 
-/** public: no session needed; session: any signed-in user; else the action that guards it. */
-type Access = 'public' | 'session' | Action;
+/**
+ * public: no session needed; session: any signed-in user; patient: only a patient's follow-up
+ * session (src/followups; every staff session is UNAUTHENTICATED there); else the action.
+ */
+type Access = 'public' | 'session' | 'patient' | Action;
 interface HttpRule {
   access: Access;
   /**
@@ -74,6 +76,8 @@ interface HttpRule {
 
 let t: TestServer;
 let f: Fixtures;
+/** A follow-up of case A hosted by the site A admin, every site A actor invited (socket probes). */
+let followUpA = '';
 const actors = new Map<string, ActorRef>(); // `${site}:${role}`
 let n = 0;
 
@@ -86,6 +90,14 @@ function allPerms(value: boolean, except?: Perm): Permissions {
 async function freshCase(siteAdmin = f.admin.A): Promise<string> {
   return (await t.server.app.cases.create(actorOf(siteAdmin), ctx, { title: `matrix ${n++}`, clinicalQuestion: '', status: 'open', patient })).id;
 }
+/** A follow-up of case A hosted by the site A admin, with `colleague` (if of site A) invited. */
+async function freshFollowUp(colleague?: ActorRef | null): Promise<string> {
+  const now = t.clock.now().getTime();
+  const colleagues = colleague ? (colleague.siteId === f.siteA ? [colleague.userId] : []) : ROLES.map((r) => actors.get(`a:${r}`)!.userId);
+  const created = await t.server.app.followUps.create(actorOf(f.admin.A), ctx, f.caseA, { startsAt: new Date(now - 60_000).toISOString(), endsAt: new Date(now + 3600_000).toISOString(), contactLabel: 'Matrix patient', verification: null, colleagues });
+  return created.followUp.id;
+}
+const followUpBody = () => ({ startsAt: new Date(t.clock.now().getTime()).toISOString(), endsAt: new Date(t.clock.now().getTime() + 3600_000).toISOString(), contactLabel: `Matrix ${n++}` });
 let png: Buffer;
 async function freshMaterial(caseId: string): Promise<string> {
   const c = f.admin.A.client;
@@ -171,6 +183,24 @@ const EXPECTED: Record<string, HttpRule> = {
   'GET /api/transfers/inbox': { access: 'transfer.list', scope: 'site', build: () => ({ path: '/api/transfers/inbox' }) },
   'GET /api/transfers/outbox': { access: 'transfer.list', scope: 'site', build: () => ({ path: '/api/transfers/outbox' }) },
   'POST /api/transfers/:transferId/accept': { access: 'transfer.decide', scope: 'resource', build: async () => ({ path: `/api/transfers/${await freshInboundTransfer()}/accept` }) },
+  // Follow-ups (src/followups). Staff routes act on a follow-up the actor was invited to.
+  'POST /api/cases/:caseId/followups': { access: 'followup.create', scope: 'resource', build: () => ({ path: `/api/cases/${f.caseA}/followups`, body: followUpBody() }) },
+  'GET /api/cases/:caseId/followups': { access: 'followup.manage', scope: 'resource', build: () => ({ path: `/api/cases/${f.caseA}/followups` }) },
+  'GET /api/followups': { access: 'followup.manage', scope: 'site', build: () => ({ path: '/api/followups' }) },
+  'GET /api/followups/:followUpId': { access: 'followup.manage', scope: 'resource', build: async (_f, a) => ({ path: `/api/followups/${await freshFollowUp(a)}` }) },
+  'POST /api/followups/:followUpId/sent': { access: 'followup.manage', scope: 'resource', build: async (_f, a) => ({ path: `/api/followups/${await freshFollowUp(a)}/sent`, body: { channel: 'sms' } }) },
+  'POST /api/followups/:followUpId/colleagues': { access: 'followup.manage', scope: 'resource', build: async (_f, a) => ({ path: `/api/followups/${await freshFollowUp(a)}/colleagues`, body: { userId: f.targetUser } }) },
+  // Nobody is waiting: authorisation passed, the admission itself is refused.
+  'POST /api/followups/:followUpId/admit': { access: 'followup.manage', scope: 'resource', build: async (_f, a) => ({ path: `/api/followups/${await freshFollowUp(a)}/admit` }), passed: ['CONFLICT'] },
+  'POST /api/followups/:followUpId/decline': { access: 'followup.manage', scope: 'resource', build: async (_f, a) => ({ path: `/api/followups/${await freshFollowUp(a)}/decline` }) },
+  'POST /api/followups/:followUpId/end': { access: 'followup.manage', scope: 'resource', build: async (_f, a) => ({ path: `/api/followups/${await freshFollowUp(a)}/end` }) },
+  'POST /api/followups/:followUpId/messages': { access: 'followup.manage', scope: 'resource', build: async (_f, a) => ({ path: `/api/followups/${await freshFollowUp(a)}/messages`, body: { text: 'Running late' } }) },
+  // The patient's routes: opening an invite is public (a wrong token gets the one refusal).
+  'POST /api/followup/open': { access: 'public', scope: 'site', freshClient: true, build: () => ({ path: '/api/followup/open', body: { token: `${'A'.repeat(21)}${n++ % 10}.not-the-secret` } }), passed: ['INVITE_INVALID'] },
+  'GET /api/followup/me': { access: 'patient', scope: 'site', build: () => ({ path: '/api/followup/me' }) },
+  'POST /api/followup/consent': { access: 'patient', scope: 'site', build: () => ({ path: '/api/followup/consent', body: { version: CONSENT.version, accepted: true } }) },
+  'POST /api/followup/verify': { access: 'patient', scope: 'site', build: () => ({ path: '/api/followup/verify', body: { dateOfBirth: '1970-02-03' } }) },
+  'POST /api/followup/leave': { access: 'patient', scope: 'site', build: () => ({ path: '/api/followup/leave' }) },
   'POST /api/transfers/:transferId/refuse': { access: 'transfer.decide', scope: 'resource', build: async () => ({ path: `/api/transfers/${await freshInboundTransfer()}/refuse`, body: { reason: 'matrix' } }) },
 };
 
@@ -180,6 +210,11 @@ interface EventRule {
   /** room:join authorises the case itself; every other event needs the room joined first. */
   joins?: boolean;
   payload(f: Fixtures): unknown;
+  /**
+   * false: not a case-room event (follow-up calls): joining a case room changes nothing, and
+   * another site's actor gets NOT_FOUND (the follow-up does not exist for them).
+   */
+  caseRoom?: false;
   /** Volatile events have no ack: they are checked through the room instead (see below). */
   volatile?: boolean;
   passed?: string[];
@@ -217,11 +252,15 @@ const EVENTS: Record<string, EventRule> = {
   'media:consumer:pause': media({ consumerId: uuid }),
   'media:consumer:resume': media({ consumerId: uuid }),
   'media:consumer:layers': media({ consumerId: uuid, spatialLayer: 0 }),
+  // Follow-up calls (src/followups): staff the host invited; every actor of site A is invited.
+  'followup:join': { access: 'followup.manage', caseRoom: false, payload: () => ({ followUpId: followUpA }) },
+  'followup:leave': { access: 'followup.manage', caseRoom: false, payload: () => ({ followUpId: followUpA }) },
 };
 
 /** What the rule says this actor gets: allowed, or the code of the refusal. */
 function expected(access: Access, role: Role | null, perms: Permissions, sameSite: boolean, scope: 'resource' | 'site'): 'allowed' | string {
   if (access === 'public') return 'allowed';
+  if (access === 'patient') return 'UNAUTHENTICATED';
   if (role === null) return 'UNAUTHENTICATED';
   if (perms.stopAccess) return 'ACCESS_STOPPED';
   if (access === 'session') return 'allowed';
@@ -263,7 +302,7 @@ function outcome(status: number, body: { error?: { code?: string } } | undefined
 beforeAll(async () => {
   t = await startTestServer(
     { MEDIASOUP_WORKERS: '0' },
-    { rateLimits: { apiPerIpPerMinute: 1_000_000, caseWritesPerUserPerMinute: 100_000, uploadsPerUserPerMinute: 100_000, sensitivePerUserPerMinute: 100_000, adminReadsPerUserPerMinute: 100_000, adminHeavyPerUserPerMinute: 100_000, loginPerAccountPerMinute: 100_000, loginPerIpPerMinute: 100_000 } as never },
+    { rateLimits: { apiPerIpPerMinute: 1_000_000, caseWritesPerUserPerMinute: 100_000, uploadsPerUserPerMinute: 100_000, sensitivePerUserPerMinute: 100_000, adminReadsPerUserPerMinute: 100_000, adminHeavyPerUserPerMinute: 100_000, loginPerAccountPerMinute: 100_000, loginPerIpPerMinute: 100_000, followUpOpenPerIpPerMinute: 100_000 } as never },
   );
   png = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#c8a' } }).png().toBuffer();
   const siteA = (await t.server.app.identity.createSite('Matrix A')).id;
@@ -299,6 +338,7 @@ beforeAll(async () => {
   // Site A receives from site B, and B from A: transfers can be sent and decided.
   await t.server.app.transfers.agree(actorOf(f.admin.A), ctx, siteB);
   await t.server.app.transfers.agree(actorOf(f.admin.B), ctx, siteA);
+  followUpA = await freshFollowUp();
 }, 120_000);
 afterAll(() => t?.close());
 
@@ -334,7 +374,7 @@ test('HTTP: every route, every role, with and without each permission, same and 
       const a = actors.get(`a:${role}`)!;
       for (const [routeIndex, route] of routes.entries()) {
         const rule = EXPECTED[route.key]!;
-        const needs = rule.access !== 'public' && rule.access !== 'session' ? (ACTIONS[rule.access] as { permission?: Perm }).permission : undefined;
+        const needs = rule.access !== 'public' && rule.access !== 'session' && rule.access !== 'patient' ? (ACTIONS[rule.access] as { permission?: Perm }).permission : undefined;
         if (!rule.sessionChecksOnly) {
           const variants: [string, Permissions][] = [['all permissions', allPerms(true)], ['no permission', allPerms(false)]];
           if (needs) variants.push([`without ${needs}`, allPerms(true, needs)]);
@@ -428,8 +468,8 @@ test('socket: every event, every role, same and other site, not joined, stopped'
         }
         for (const [label, s, want] of [
           ['in the room', joined, expected(rule.access, role, allPerms(true), true, 'resource')],
-          ['not in the room', notJoined, 'FORBIDDEN'],
-          ['of another site', other, 'FORBIDDEN'],
+          ['not in the room', notJoined, rule.caseRoom === false ? expected(rule.access, role, allPerms(true), true, 'resource') : 'FORBIDDEN'],
+          ['of another site', other, rule.caseRoom === false ? 'NOT_FOUND' : 'FORBIDDEN'],
         ] as const) {
           const r = await call(s, event, rule.payload(f));
           probes++;
@@ -464,3 +504,32 @@ test('socket: every event, every role, same and other site, not joined, stopped'
   expect(mismatches).toEqual([]);
   expect(probes).toBeGreaterThan(events.length * ROLES.length * 3);
 }, 120_000);
+
+test('patient session (follow-up guest): every staff route and every socket event is refused', async () => {
+  const now = t.clock.now().getTime();
+  const { inviteUrl } = await t.server.app.followUps.create(actorOf(f.admin.A), ctx, f.caseA, { startsAt: new Date(now - 60_000).toISOString(), endsAt: new Date(now + 3600_000).toISOString(), contactLabel: 'Matrix guest', verification: null, colleagues: [] });
+  const guest = t.client();
+  const opened = await send(guest, 'POST', { path: '/api/followup/open', body: { token: inviteUrl.split('#t=')[1] } });
+  expect(opened.status).toBe(200);
+  expect((await send(guest, 'POST', { path: '/api/followup/consent', body: { version: CONSENT.version, accepted: true } })).status).toBe(200);
+  const mismatches: string[] = [];
+  for (const route of listRoutes(t.server.app.handler)) {
+    const rule = EXPECTED[route.key];
+    if (!rule || rule.access === 'public' || rule.access === 'patient') continue;
+    const res = await send(guest, route.method, await rule.build(f, null));
+    const got = outcome(res.status, res.body);
+    if (!['UNAUTHENTICATED', 'FORBIDDEN', 'NOT_FOUND'].includes(got)) mismatches.push(`${route.key} as a patient: got ${got} (HTTP ${res.status})`);
+  }
+  const s = await connect(t.socket(guest));
+  try {
+    for (const event of Object.keys(EVENTS)) {
+      const r = await call(s, event, EVENTS[event]!.payload(f));
+      if (r.ok || r.error.code !== 'FORBIDDEN') mismatches.push(`${event} as a patient: got ${JSON.stringify(r)}`);
+    }
+  } finally {
+    s.disconnect();
+  }
+  expect(mismatches).toEqual([]);
+  // The guest's own session still works: refusals above changed nothing.
+  expect((await send(guest, 'GET', { path: '/api/followup/me' })).body.consented).toBe(true);
+});
