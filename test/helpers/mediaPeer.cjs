@@ -227,6 +227,39 @@ const commands = {
       await new Promise((r) => setTimeout(r, 10));
     }
   },
+  /** Leaves the room and closes every local media object, keeping the socket (benchmark rounds). */
+  async resetRoom() {
+    for (const c of state.consumers.values()) c.consumer.close();
+    state.consumers.clear();
+    for (const p of state.producers.values()) p.close();
+    state.producers.clear();
+    state.send?.close();
+    state.recv?.close();
+    state.send = state.recv = state.device = null;
+    await call('room:leave', { caseId: state.roomId });
+    return null;
+  },
+  /** A network drop: the socket goes and comes back; the room is joined again and media rebuilt. */
+  async reconnect() {
+    const sources = [...state.producers.entries()].map(([source, p]) => ({ source, simulcast: (p.rtpParameters.encodings || []).length > 1 }));
+    for (const c of state.consumers.values()) c.consumer.close();
+    state.consumers.clear();
+    for (const p of state.producers.values()) p.close();
+    state.producers.clear();
+    state.send?.close();
+    state.recv?.close();
+    state.send = state.recv = null;
+    state.socket.disconnect();
+    await new Promise((resolve, reject) => {
+      state.socket.once('connect', resolve);
+      state.socket.once('connect_error', reject);
+      state.socket.connect();
+    });
+    await call('room:join', { caseId: state.roomId });
+    await joinMedia();
+    for (const s of sources) await produce(s.source, { simulcast: s.simulcast });
+    return { socketId: state.socket.id };
+  },
   async leaveMedia() {
     await call('media:leave', { roomId: state.roomId });
     return null;

@@ -197,6 +197,24 @@ test('only members may use media, and only on their own objects; bad signalling 
   expect(aPeer.producers.get(aProducerId)!.closed).toBe(false);
 });
 
+test('a member whose connection drops rebuilds its media on reconnect; the others get its new producers', async () => {
+  const a = await peer(clinician);
+  await a.cmd('produce', { source: 'camera' });
+  const b = await peer(pathologist);
+  await b.waitForFlow('B receives A camera', 1, 'video');
+  const before = b.events.filter((e) => e.event === 'media:producer:added').length;
+  const { socketId } = await a.cmd<{ socketId: string }>('reconnect');
+  expect(socketId).not.toBe(a.socketId);
+  // B was told the old camera closed and a new one was added, and receives it.
+  await b.waitForEvent('media:producer:closed', () => true, 'B told the old camera closed');
+  await waitFor(() => b.events.filter((e) => e.event === 'media:producer:added').length > before, 'B told about the new camera');
+  await b.waitForFlow('B receives A camera again', 1, 'video');
+  // Only the new connection's peer remains on the server.
+  const socketIds = media().room(caseId)!.peers().map((p) => p.identity.socketId);
+  expect(socketIds).toContain(socketId);
+  expect(socketIds).not.toContain(a.socketId);
+});
+
 test('a worker that dies: the room moves to a new worker, clients rebuild and media flows again; chat is untouched', async () => {
   const a = await peer(clinician);
   await a.cmd('produce', { source: 'camera' });

@@ -28,7 +28,7 @@ afterAll(() => {
 
 async function startNode(dataDir: string): Promise<Node> {
   const child = spawn(process.execPath, [MAIN], {
-    env: { ...process.env, DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+    env: { ...process.env, DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', MEDIASOUP_WORKERS: '1', RTC_MIN_PORT: '0', MEDIASOUP_LISTEN_IP: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);

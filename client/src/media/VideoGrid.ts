@@ -202,7 +202,17 @@ export class VideoGrid {
     if (sharing?.screen) {
       const video = this.#videoFor(sharing.screen.producerId, sharing.screen.track);
       used.add(sharing.screen.producerId);
-      replaceChildren(this.#stage, video, h('p', { class: 'call-stage-label' }, `${sharing.name} is sharing their screen`));
+      replaceChildren(
+        this.#stage,
+        video,
+        h(
+          'p',
+          { class: 'call-stage-label' },
+          `${sharing.name} is sharing their screen`,
+          // The shared screen across the whole display (Esc returns).
+          h('button', { type: 'button', class: 'call-fullscreen', on: { click: () => void this.#stage.requestFullscreen?.().catch(() => undefined) } }, 'Full screen'),
+        ),
+      );
       this.#stage.hidden = false;
     } else if (local.screen.on && local.screen.track) {
       used.add('local-screen');
