@@ -61,8 +61,9 @@ function version(page: Page, n: number): Locator {
   return page.locator('.annotation-editor .editor-meta', { hasText: `Version ${n} ` });
 }
 
+/** A label on the slide (labels keep their size on screen, so they are drawn apart from the shapes). */
 function labelOf(page: Page, kind: string, label: string | RegExp): Locator {
-  return shapes(page, kind).locator('text.annotation-label', { hasText: label });
+  return page.locator(`.annotation-layer .annotation-mark.kind-${kind} text.annotation-label`, { hasText: label });
 }
 
 beforeAll(async () => {
@@ -173,7 +174,7 @@ describe('annotation tools', () => {
     await version(pathologist, 2).waitFor();
 
     const polygon = shapes(clinician, 'polygon');
-    await polygon.filter({ hasText: 'Tumour ✎' }).waitFor();
+    await labelOf(clinician, 'polygon', 'Tumour ✎').waitFor();
     expect(await polygon.locator('path').getAttribute('stroke')).toBe('#c62828');
     // The comment shows as the shape's tooltip and in the editor.
     expect(await polygon.locator('title').textContent()).toBe('Tumour: Check the upper margin.');
@@ -213,15 +214,15 @@ describe('annotation tools', () => {
 
     // From the keyboard: arrow keys on the selected row move the shape, sent as one change.
     const moved = (await shapes(pathologist, 'polygon').locator('path').getAttribute('d'))!;
+    const before30 = (await shapes(pathologist, 'polygon').locator('path').boundingBox())!.x;
     await row(clinician, /Lesion/).focus();
     for (let i = 0; i < 3; i++) await clinician.keyboard.press('ArrowRight');
     await version(clinician, 6).waitFor();
     await waitFor(async () => (await shapes(pathologist, 'polygon').locator('path').getAttribute('d')) !== moved, 'the nudged polygon moved on the other screen');
     expect(await version(clinician, 7).count()).toBe(0);
     // 30 screen pixels to the right: the other screen shows the same view size, so about 30 there too.
-    const xs = (d: string) => d.match(/[ML]([-\d.]+),/g)!.map((m) => Number(m.slice(1, -1)));
-    const shift = xs((await shapes(pathologist, 'polygon').locator('path').getAttribute('d'))!)[0]! - xs(moved)[0]!;
-    expect(Math.abs(shift - 30)).toBeLessThan(2);
+    const left = async () => (await shapes(pathologist, 'polygon').locator('path').boundingBox())!.x;
+    expect(Math.abs((await left()) - before30 - 30)).toBeLessThan(2);
   });
 
   it('rebases a change made on a stale version (VERSION_CONFLICT) instead of losing either', async () => {
