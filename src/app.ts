@@ -148,7 +148,15 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   const transfers = new TransferService(store, audit, dataKeys, storage, logger.child({ module: 'transfers' }), clock);
   const annotations = new AnnotationService(store, audit, dataKeys, clock);
   const chat = new ChatService(store, audit, dataKeys, clock);
-  const radiology = new RadiologyService(store, audit, dataKeys, storage, { maxInstanceBytes: config.radiology?.maxInstanceBytes ?? 512 * 1024 * 1024 }, clock);
+  const radiology = new RadiologyService(
+    store,
+    audit,
+    dataKeys,
+    storage,
+    { maxInstanceBytes: config.radiology?.maxInstanceBytes ?? 512 * 1024 * 1024, deepZoomMinPixels: 4096 * 4096 },
+    clock,
+    converter,
+  );
   const retention = new RetentionService(store, audit, cases, logger.child({ module: 'retention' }), clock);
   const usage = new UsageService(store, audit, clock);
   const followUps = new FollowUpService(

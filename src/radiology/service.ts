@@ -11,6 +11,8 @@ import type { AuditActor } from '../audit/model';
 import type { MaterialRecord } from '../cases/model';
 import { caseKeyOwner, newCaseLabel } from '../cases/service';
 import type { MaterialStorage } from '../cases/storage';
+import type { MaterialConverter } from '../cases/converter';
+import fsp from 'node:fs/promises';
 import type { DataKeys } from '../crypto/dataKeys';
 import { AppError, NotFoundError } from '../errors';
 import { requireAuthorized, type Actor } from '../identity/authorize';
@@ -19,7 +21,7 @@ import { newId } from '../ids';
 import type { Patient } from '../protocol/cases';
 import { DICOM_STACK_MIME, type PublicRadiologyDocument, type PublicStack } from '../protocol/radiology';
 import { DuplicateKeyError, type Store } from '../store/types';
-import { DicomIntakeError, parseInstance, renderFrame, SUPPORTED_SOP_CLASSES, viewerHeader, type ParsedInstance, type PatientFromHeader, type WindowLevel } from './dicom';
+import { DicomIntakeError, parseInstance, renderFrame, SUPPORTED_SOP_CLASSES, viewerHeader, VL_WHOLE_SLIDE, type ParsedInstance, type PatientFromHeader, type WindowLevel } from './dicom';
 import type { CaseKeyKind, InstanceRecord, SeriesRecord } from './model';
 import { InstanceStorage } from './storage';
 
@@ -49,6 +51,11 @@ export interface IntakeResult {
 export interface RadiologyLimits {
   /** Largest accepted instance, in bytes. */
   maxInstanceBytes: number;
+  /**
+   * Single frames at least this many pixels (and every single-frame VL Whole Slide image) also
+   * become a DeepZoom material through the slide converter, so they pan and zoom like slides.
+   */
+  deepZoomMinPixels: number;
 }
 
 /** What HL7 and DICOM know of a patient; merged into the case's patient record when complete. */
@@ -84,9 +91,11 @@ export class RadiologyService {
     private readonly store: Store,
     private readonly audit: AuditService,
     private readonly dataKeys: DataKeys,
-    materials: MaterialStorage,
+    private readonly materials: MaterialStorage,
     readonly limits: RadiologyLimits,
     private readonly clock: () => Date = () => new Date(),
+    /** The slide converter, for large single frames (absent: they are shown as one PNG only). */
+    private readonly converter: MaterialConverter | null = null,
   ) {
     this.instances = new InstanceStorage(materials);
   }
@@ -254,6 +263,7 @@ export class RadiologyService {
       throw err;
     }
     await this.store.radiology.addToSeries(siteId, series.id, file.length, now);
+    const deepZoomId = await this.deepZoom(siteId, targetCaseId, p, source, now);
     await this.audit.record({
       siteId,
       type: 'radiology.instance.store',
@@ -264,9 +274,51 @@ export class RadiologyService {
         { type: 'material', id: series.id },
         { type: 'dicom-instance', id: instanceId },
       ],
-      details: { via: source.kind, bytes: file.length, sopClass: p.sopClassUid, transferSyntax: p.transferSyntaxUid, sha256: instance.sha256 },
+      details: { via: source.kind, bytes: file.length, sopClass: p.sopClassUid, transferSyntax: p.transferSyntaxUid, sha256: instance.sha256, deepZoomMaterial: deepZoomId },
     });
     return { outcome: 'stored', caseId: targetCaseId, materialId: series.id, instanceId, ...uids(p) };
+  }
+
+  /**
+   * A large single frame (or a single-frame whole-slide image) is also rendered once at full size
+   * (header window) and handed to the slide converter as a PNG material, which builds the
+   * encrypted DeepZoom pyramid like for an upload. Returns the new material id, or null.
+   */
+  private async deepZoom(siteId: string, caseId: string, p: ParsedInstance, source: IntakeSource, now: string): Promise<string | null> {
+    const large = p.rows * p.columns >= this.limits.deepZoomMinPixels || p.sopClassUid === VL_WHOLE_SLIDE;
+    if (!this.converter || p.frames !== 1 || !large) return null;
+    let png: Buffer;
+    try {
+      png = (await renderFrame(p, 0, null)).png;
+    } catch {
+      return null; // The stack still holds the instance; only the pyramid is missing.
+    }
+    const id = newId();
+    // Plaintext only while it is converted (like an upload): the converter encrypts and removes it.
+    await fsp.writeFile(this.materials.uploadPath(id), png, { mode: 0o600, flag: 'wx' });
+    const material: MaterialRecord = {
+      id,
+      siteId,
+      caseId,
+      nameSealed: await this.dataKeys.sealString(caseKeyOwner(caseId), `${p.modality} image ${p.instanceNumber ?? ''} (deep zoom)`.replace(/\s+/g, ' '), materialNameContext(id)),
+      mime: 'image/png',
+      sizeBytes: png.length,
+      sha256: createHash('sha256').update(png).digest('hex'),
+      status: 'queued',
+      progress: 0,
+      width: null,
+      height: null,
+      tileSize: 256,
+      overlap: 0,
+      tileFormat: 'jpeg',
+      error: null,
+      createdAt: now,
+      updatedAt: now,
+      createdBy: source.kind === 'dimse' ? null : source.userId,
+    };
+    await this.store.materials.create(material);
+    this.converter.enqueue(material);
+    return id;
   }
 
   /** The case a key points to, dropping the key when its case is gone (retention, deletion). */

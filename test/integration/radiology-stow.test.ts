@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { api as dicomweb } from 'dicomweb-client';
 import { ctSeries, registerPatientSecrets, run } from '../helpers/dicom';
-import { lastPasswords, startTestServer, type TestClient, type TestServer } from '../helpers/server';
+import { lastPasswords, startTestServer, waitFor, type TestClient, type TestServer } from '../helpers/server';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { XMLHttpRequest } = require('xmlhttprequest-ssl');
 
@@ -164,4 +164,35 @@ test('browser upload: a zip of a study into an existing case, and a single refus
   expect(mismatch.status).toBe(409);
   expect(mismatch.body.error.code).toBe('PATIENT_MISMATCH');
   expect((await clinician.get(`/api/cases/${caseId}`).expect(200)).body.materials).toHaveLength(1);
+});
+
+test('a large single frame also becomes a DeepZoom material through the slide converter', async () => {
+  // The threshold is 4096 x 4096 pixels in production; lowered here to keep the test small.
+  t.server.app.radiology.limits.deepZoomMinPixels = 1000 * 1000;
+  try {
+    const big = ctSeries({ patient: PATIENT, slices: 1, size: 1024 });
+    const res = await client({ Authorization: `Bearer ${TOKEN}` }).store([big.slices[0]!.file]);
+    expect(res.status).toBe(200);
+    const cases = (await clinician.get('/api/cases?limit=200').expect(200)).body.cases as { id: string; patient?: { medicalRecordNumber: string } }[];
+    // The same patient's study, another case (another Study Instance UID).
+    const withBig = await waitFor(async () => {
+      for (const c of cases) {
+        const m = (await clinician.get(`/api/cases/${c.id}`).expect(200)).body.materials as { id: string; mime: string; status: string; width: number }[];
+        const zoom = m.find((x) => x.mime === 'image/png');
+        if (zoom) return { caseId: c.id, materials: m, zoom };
+      }
+      return null;
+    }, 'a PNG material appeared next to the stack');
+    expect(withBig!.materials.map((m) => m.mime).sort()).toEqual(['application/dicom', 'image/png']);
+    const ready = await waitFor(async () => {
+      const { material } = (await clinician.get(`/api/cases/${withBig!.caseId}/materials/${withBig!.zoom.id}`).expect(200)).body;
+      return material.status === 'ready' ? material : material.status === 'failed' ? Promise.reject(new Error(material.error)) : null;
+    }, 'the converter built the pyramid', 60_000);
+    expect([ready.width, ready.height]).toEqual([1024, 1024]);
+    const dzi = await clinician.get(`/api/cases/${withBig!.caseId}/materials/${withBig!.zoom.id}/slide.dzi`).expect(200);
+    expect(dzi.text).toContain('Width="1024"');
+    await clinician.get(`/api/cases/${withBig!.caseId}/materials/${withBig!.zoom.id}/slide_files/10/0_0.jpeg`).expect(200);
+  } finally {
+    t.server.app.radiology.limits.deepZoomMinPixels = 4096 * 4096;
+  }
 });
