@@ -190,6 +190,12 @@ describe('docker-compose.yml', () => {
     expect(res.status).toBe(0);
   });
 
+  test('a stopping node gets longer than its drain: Docker does not SIGKILL it mid-drain', () => {
+    const grace = Number(/SHUTDOWN_GRACE_SECONDS: "(\d+)"/.exec(compose)![1]);
+    const stop = Number(/stop_grace_period: (\d+)s/.exec(compose)![1]);
+    expect(stop).toBeGreaterThan(grace + 2);
+  });
+
   test('the MongoDB set-up scripts parse', () => {
     for (const script of ['start.sh', 'init-replica-set.sh']) expect(spawnSync('bash', ['-n', path.join(ROOT, 'deploy', 'mongo', script)]).status).toBe(0);
     expect(spawnSync(process.execPath, ['--check', path.join(ROOT, 'deploy', 'mongo', 'init-replica-set.js')]).status).toBe(0);
