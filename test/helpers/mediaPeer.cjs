@@ -110,6 +110,19 @@ async function joinMedia() {
   return { producers: joined.producers.length, iceServers: joined.iceServers };
 }
 
+/** Closes every local transport, producer and consumer; returns what was being sent. */
+function closeLocalMedia() {
+  const sources = [...state.producers.entries()].map(([source, p]) => ({ source, simulcast: (p.rtpParameters.encodings || []).length > 1 }));
+  for (const c of state.consumers.values()) c.consumer.close();
+  state.consumers.clear();
+  for (const p of state.producers.values()) p.close();
+  state.producers.clear();
+  state.send?.close();
+  state.recv?.close();
+  state.send = state.recv = null;
+  return sources;
+}
+
 async function produce(source, { simulcast = false } = {}) {
   const track = source === 'mic' ? audioTrack() : source === 'screen' ? videoTrack(1280, 720) : videoTrack(640, 480);
   const encodings = simulcast
@@ -145,13 +158,7 @@ const commands = {
     // The room's media moved (worker died): rebuild transports and producers from scratch.
     state.socket.on('media:restart', () => {
       state.restarts++;
-      const sources = [...state.producers.entries()].map(([source, p]) => ({ source, simulcast: (p.rtpParameters.encodings || []).length > 1 }));
-      for (const c of state.consumers.values()) c.consumer.close();
-      state.consumers.clear();
-      state.producers.clear();
-      state.send?.close();
-      state.recv?.close();
-      state.send = state.recv = null;
+      const sources = closeLocalMedia();
       (async () => {
         await joinMedia();
         for (const s of sources) await produce(s.source, { simulcast: s.simulcast });
@@ -229,26 +236,14 @@ const commands = {
   },
   /** Leaves the room and closes every local media object, keeping the socket (benchmark rounds). */
   async resetRoom() {
-    for (const c of state.consumers.values()) c.consumer.close();
-    state.consumers.clear();
-    for (const p of state.producers.values()) p.close();
-    state.producers.clear();
-    state.send?.close();
-    state.recv?.close();
-    state.send = state.recv = state.device = null;
+    closeLocalMedia();
+    state.device = null;
     await call('room:leave', { caseId: state.roomId });
     return null;
   },
   /** A network drop: the socket goes and comes back; the room is joined again and media rebuilt. */
   async reconnect() {
-    const sources = [...state.producers.entries()].map(([source, p]) => ({ source, simulcast: (p.rtpParameters.encodings || []).length > 1 }));
-    for (const c of state.consumers.values()) c.consumer.close();
-    state.consumers.clear();
-    for (const p of state.producers.values()) p.close();
-    state.producers.clear();
-    state.send?.close();
-    state.recv?.close();
-    state.send = state.recv = null;
+    const sources = closeLocalMedia();
     state.socket.disconnect();
     await new Promise((resolve, reject) => {
       state.socket.once('connect', resolve);
