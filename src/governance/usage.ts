@@ -2,7 +2,8 @@
 // individuals or patient identifiable information"): counts per site and month, computed from
 // the audit trail (so they survive retention purges) and the user table. No names, no e-mails,
 // no user or patient ids leave this module, only numbers.
-import type { AuditActor, AuditUsageAggregates } from '../audit/model';
+import { walkRecords } from '../audit/export';
+import type { AuditActor, AuditRecord, AuditUsageAggregates } from '../audit/model';
 import type { AuditService } from '../audit/service';
 import { AppError } from '../errors';
 import { requireAuthorized, type Actor } from '../identity/authorize';
@@ -44,7 +45,43 @@ function addFigures(into: Figures, f: Figures): void {
   for (const [mime, n] of Object.entries(f.materialsByType)) into.materialsByType[mime] = (into.materialsByType[mime] ?? 0) + n;
 }
 
-function buildMonths(months: string[], agg: AuditUsageAggregates): { months: UsageMonth[]; totals: Figures } {
+/** Figures the trail holds as pairs or repeats, computed from the records themselves. */
+interface Derived {
+  /** Media seconds per month: streams paired start -> stop, counted in the month they stop. */
+  mediaSeconds: Map<string, number>;
+  /** Distinct follow-ups with a patient admitted, per month (a re-admission after a drop is the same follow-up). */
+  followUps: Map<string, number>;
+}
+
+function mediaKey(r: AuditRecord): string {
+  return [r.objects[0]?.id ?? '', r.actor.userId ?? r.actor.ip ?? '', String(r.details.kind ?? ''), String(r.details.source ?? '')].join('|');
+}
+
+/**
+ * Pairs media.start and media.stop records of one stream (room, user, kind, source) in time
+ * order; a stop that carries details.durationSeconds is counted by the store's aggregate instead.
+ * A stream still running at the end of the range, or started before it, is not counted.
+ */
+export function mediaSecondsByMonth(chronological: AuditRecord[]): Map<string, number> {
+  const open = new Map<string, number[]>();
+  const seconds = new Map<string, number>();
+  for (const r of chronological) {
+    const key = mediaKey(r);
+    if (r.type === 'media.start') {
+      const starts = open.get(key) ?? [];
+      starts.push(Date.parse(r.time));
+      open.set(key, starts);
+    } else if (r.type === 'media.stop') {
+      const started = open.get(key)?.pop();
+      if (started === undefined || typeof r.details.durationSeconds === 'number') continue;
+      const month = r.time.slice(0, 7);
+      seconds.set(month, (seconds.get(month) ?? 0) + Math.max(0, Date.parse(r.time) - started) / 1000);
+    }
+  }
+  return seconds;
+}
+
+function buildMonths(months: string[], agg: AuditUsageAggregates, derived: Derived): { months: UsageMonth[]; totals: Figures } {
   const byMonth = new Map(months.map((m) => [m, { month: m, ...emptyFigures() }]));
   for (const c of agg.counts) {
     const m = byMonth.get(c.month);
@@ -57,7 +94,6 @@ function buildMonths(months: string[], agg: AuditUsageAggregates): { months: Usa
       } else m.failedLogins += c.records;
     } else if (ok && c.type === 'case.create') m.casesCreated += c.records;
     else if (ok && c.type === 'room.join') m.roomJoins += c.records;
-    else if (ok && c.type === 'followup.admit') m.followUps += c.records;
   }
   for (const r of agg.materials) {
     const m = byMonth.get(r.month);
@@ -69,9 +105,15 @@ function buildMonths(months: string[], agg: AuditUsageAggregates): { months: Usa
     const m = byMonth.get(r.month);
     if (m) m.consultations += r.count;
   }
-  for (const r of agg.mediaSeconds) {
-    const m = byMonth.get(r.month);
-    if (m) m.mediaMinutes = Math.round((r.seconds / 60) * 10) / 10;
+  const mediaSeconds = new Map(derived.mediaSeconds);
+  for (const r of agg.mediaSeconds) mediaSeconds.set(r.month, (mediaSeconds.get(r.month) ?? 0) + r.seconds);
+  for (const [month, seconds] of mediaSeconds) {
+    const m = byMonth.get(month);
+    if (m) m.mediaMinutes = Math.round((seconds / 60) * 10) / 10;
+  }
+  for (const [month, count] of derived.followUps) {
+    const m = byMonth.get(month);
+    if (m) m.followUps = count;
   }
   const totals = emptyFigures();
   for (const m of byMonth.values()) addFigures(totals, m);
@@ -93,6 +135,7 @@ export class UsageService {
     const start = `${from}-01T00:00:00.000Z`;
     const end = `${monthOf(monthIndex(to) + 1)}-01T00:00:00.000Z`;
     const agg = await this.store.audit.usageAggregates(siteId, start, end);
+    const derived = await this.derive(siteId, start, end);
     const users = await this.store.users.listBySite(siteId);
     const byRole: Record<string, number> = {};
     for (const u of users) byRole[u.role] = (byRole[u.role] ?? 0) + 1;
@@ -109,8 +152,25 @@ export class UsageService {
         locked: users.filter((u) => u.lockedUntil !== null && Date.parse(u.lockedUntil) > now.getTime()).length,
       },
       casesHeld,
-      ...buildMonths(months, agg),
+      ...buildMonths(months, agg, derived),
     };
+  }
+
+  private async derive(siteId: string, from: string, to: string): Promise<Derived> {
+    const media: AuditRecord[] = [];
+    for await (const page of walkRecords(this.store.audit, siteId, { typePrefix: 'media.', from, to })) media.push(...page);
+    media.reverse();
+    const admitted = new Map<string, Set<string>>();
+    for await (const page of walkRecords(this.store.audit, siteId, { type: 'followup.admit', outcome: 0, from, to })) {
+      for (const r of page) {
+        const followUp = r.objects.find((o) => o.type === 'followup')?.id ?? r.id;
+        const month = r.time.slice(0, 7);
+        const set = admitted.get(month) ?? new Set<string>();
+        set.add(followUp);
+        admitted.set(month, set);
+      }
+    }
+    return { mediaSeconds: mediaSecondsByMonth(media), followUps: new Map([...admitted].map(([m, set]) => [m, set.size])) };
   }
 
   async forAdmin(actor: Actor, ctx: RequestContext, query: UsageQuery): Promise<UsageReport> {

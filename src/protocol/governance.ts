@@ -101,9 +101,9 @@ export interface UsageMonth {
   roomJoins: number;
   /** Distinct (case, UTC day) pairs in which at least two different users joined the case room. */
   consultations: number;
-  /** Patients admitted into a video follow-up (`followup.admit` records). */
+  /** Video follow-ups in which a patient was admitted (distinct follow-ups of `followup.admit` records). */
   followUps: number;
-  /** Sum of `details.durationSeconds` of `media.*` records, in minutes (one decimal). */
+  /** Audio, video and screen streams: media.start to media.stop, per stream, in minutes (one decimal), counted in the month the stream stops. */
   mediaMinutes: number;
 }
 

@@ -68,12 +68,23 @@ test('usage counts logins, cases, uploads by type, consultations, follow-ups and
     a.disconnect();
     b.disconnect();
   }
-  // What the follow-up and media domains record (admissions; media durations on stop).
+  // What the follow-up and media domains record: admissions (a re-admission after a drop is the
+  // same follow-up), and media start/stop per stream (two streams: 10 min camera, 90 s screen).
   const clinicianId = (await clinician.get('/api/me').expect(200)).body.user.id;
   const actor = { userId: clinicianId, role: 'clinician', ip: '127.0.0.1', userAgent: null };
-  await t.server.app.audit.record({ siteId, type: 'followup.admit', action: 'E', actor, objects: [{ type: 'case', id: caseA }] });
-  await t.server.app.audit.record({ siteId, type: 'media.stop', action: 'E', actor, objects: [{ type: 'case', id: caseA }], details: { durationSeconds: 600 } });
-  await t.server.app.audit.record({ siteId, type: 'media.stop', action: 'E', actor, objects: [{ type: 'case', id: caseA }], details: { durationSeconds: 90 } });
+  const audit = t.server.app.audit;
+  for (const followUp of ['FollowUpAAAAAAAAAAAAAA', 'FollowUpAAAAAAAAAAAAAA', 'FollowUpBBBBBBBBBBBBBB']) {
+    await audit.record({ siteId, type: 'followup.admit', action: 'U', actor, objects: [{ type: 'followup', id: followUp }, { type: 'case', id: caseA }] });
+  }
+  const stream = (type: 'media.start' | 'media.stop', source: string) => audit.record({ siteId, type, action: 'E', actor, objects: [{ type: 'room', id: caseA }], details: { kind: 'video', source } });
+  await stream('media.start', 'camera');
+  await stream('media.start', 'screen');
+  t.clock.advance(90_000);
+  await stream('media.stop', 'screen');
+  t.clock.advance(510_000);
+  await stream('media.stop', 'camera');
+  // A stream that started and has not stopped yet counts nothing so far.
+  await stream('media.start', 'screen');
 
   const res = await admin.get(`/api/admin/usage?from=${month()}&to=${month()}`).expect(200);
   const report = res.body;
@@ -89,7 +100,7 @@ test('usage counts logins, cases, uploads by type, consultations, follow-ups and
     materialsByType: { 'image/png': 1 },
     roomJoins: 2,
     consultations: 1,
-    followUps: 1,
+    followUps: 2,
     mediaMinutes: 11.5,
   });
   expect(report.totals).toEqual({ ...report.months[0], month: undefined });

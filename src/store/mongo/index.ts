@@ -248,6 +248,7 @@ auditSchema.index({ siteId: 1, 'actor.userId': 1, time: -1, seq: -1 });
 auditSchema.index({ siteId: 1, 'actor.ip': 1, time: -1, seq: -1 });
 auditSchema.index({ siteId: 1, 'objects.type': 1, 'objects.id': 1, time: -1, seq: -1 });
 auditSchema.index({ siteId: 1, outcome: 1, time: -1, seq: -1 });
+auditSchema.index({ siteId: 1, action: 1, time: -1, seq: -1 });
 
 function auditFromDoc(d: AuditDoc): AuditRecord {
   return {
