@@ -18,5 +18,13 @@ export default defineConfig({
     assetsInlineLimit: 0,
     sourcemap: false,
     chunkSizeWarningLimit: 600,
+    // Two pages: the staff app, and the patient's follow-up page (its own small bundle, carrying
+    // nothing of the case UI).
+    rollupOptions: {
+      input: {
+        main: fileURLToPath(new URL('index.html', import.meta.url)),
+        followup: fileURLToPath(new URL('followup.html', import.meta.url)),
+      },
+    },
   },
 });

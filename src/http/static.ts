@@ -15,6 +15,8 @@ const YEAR_SECONDS = 31_536_000;
 export function clientRoutes(root: string = CLIENT_DIST): Router {
   const router = Router();
   const indexFile = path.join(root, 'index.html');
+  // The patient's follow-up page is its own bundle (client/followup.html): no case UI in it.
+  const followUpFile = path.join(root, 'followup.html');
   router.use(
     '/assets',
     express.static(path.join(root, 'assets'), {
@@ -28,7 +30,7 @@ export function clientRoutes(root: string = CLIENT_DIST): Router {
   const page: RequestHandler = (req, res, next) => {
     if ((req.method !== 'GET' && req.method !== 'HEAD') || NOT_PAGES.test(req.path)) return next();
     // The client is built by the set-up step; a server started without it answers 404 as before.
-    fs.promises.readFile(indexFile).then(
+    fs.promises.readFile(req.path === '/followup.html' ? followUpFile : indexFile).then(
       (html) => {
         res.setHeader('Cache-Control', 'no-store');
         res.type('html').send(html);
