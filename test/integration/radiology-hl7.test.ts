@@ -90,6 +90,8 @@ test('ADT^A04 registers, ORM^O01 creates the case, images join it, ADT^A08 updat
   const updated = (await clinician.get(`/api/cases/${order.id}`).expect(200)).body.case;
   expect(updated.patient.name).toBe('ALICE MARIE DOE');
 
+  // The report comes a while after the order (the test server's clock stands still otherwise).
+  t.clock.advance(60_000);
   const oru = await send(msg('ORU^R01', [PID, obr('ACC-HL7-1', 'F'), 'OBX|1|TX|IMP^Impression||No acute cardiopulmonary findings.||||||F', 'OBX|2|TX|REC^Recommendation||No follow-up needed.||||||F']));
   expect(oru.code).toBe('AA');
   const docs = (await clinician.get(`/api/cases/${order.id}/radiology/documents`).expect(200)).body.documents;

@@ -211,7 +211,7 @@ export class SqliteRadiology implements RadiologyRepository {
   }
 
   async listDocuments(siteId: string, caseId: string): Promise<RadiologyDocumentRecord[]> {
-    const rows = this.db.prepare('SELECT * FROM radiology_documents WHERE site_id = ? AND case_id = ? ORDER BY created_at, id').all(siteId, caseId) as {
+    const rows = this.db.prepare('SELECT * FROM radiology_documents WHERE site_id = ? AND case_id = ? ORDER BY created_at, rowid').all(siteId, caseId) as {
       id: string;
       site_id: string;
       case_id: string;
