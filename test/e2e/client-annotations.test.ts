@@ -288,4 +288,18 @@ describe('annotation tools', () => {
     await clinician.evaluate(() => window.scrollTo(0, 0));
     await clinician.screenshot({ path: SCREENSHOT });
   });
+
+  it('takes a QuPath file of 1,000 cell outlines: the other user sees all of them', async () => {
+    const features = Array.from({ length: 1000 }, (_, i) => {
+      const [cx, cy] = [40 + (i % 40) * 38, 40 + Math.floor(i / 40) * 45];
+      const ring = Array.from({ length: 12 }, (_, k) => [Math.round(cx + 12 * Math.cos((k / 12) * 2 * Math.PI)), Math.round(cy + 12 * Math.sin((k / 12) * 2 * Math.PI))]);
+      return { type: 'Feature', geometry: { type: 'Polygon', coordinates: [[...ring, ring[0]]] }, properties: { objectType: 'detection', classification: { name: 'Tumor', color: [200, 0, 0] } } };
+    });
+    await clinician.locator('.geojson-actions input[type="file"]').setInputFiles({ name: 'cells.geojson', mimeType: 'application/geo+json', buffer: Buffer.from(JSON.stringify(features)) });
+    await clinician.getByText('Imported 1000 annotations from cells.geojson.').waitFor();
+    // Every op of the import reaches the other screen; the list and the slide show them all.
+    await waitFor(async () => (await pathologist.locator('.annotation-list .annotation-item').count()) === 1006, 'the other user lists all 1,006 annotations', 60_000);
+    expect(await shapes(pathologist, 'polygon').count()).toBe(1002);
+    expect(await pathologist.locator('.annotation-layer path[stroke="#c80000"]').count()).toBe(1000);
+  });
 });

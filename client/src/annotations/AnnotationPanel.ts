@@ -73,6 +73,8 @@ export class AnnotationPanel {
   #historyFor: string | null = null;
   #textField: HTMLInputElement | null = null;
   #nudge: { id: string; timer: number; geometry: AnnotationGeometry } | null = null;
+  /** A list render waiting for the next frame (an import arrives as thousands of ops). */
+  #listFrame: number | null = null;
   readonly #onKey = (e: KeyboardEvent) => this.#key(e);
 
   constructor(
@@ -151,6 +153,7 @@ export class AnnotationPanel {
   }
 
   select(id: string | null): void {
+    if (id && !this.#rows.has(id)) this.#flushList();
     this.#selected = id;
     this.layer.setSelected(id);
     this.#renderEditor();
@@ -163,6 +166,7 @@ export class AnnotationPanel {
 
   destroy(): void {
     if (this.#nudge) window.clearTimeout(this.#nudge.timer);
+    if (this.#listFrame !== null) cancelAnimationFrame(this.#listFrame);
     document.removeEventListener('keydown', this.#onKey);
     this.#textField?.remove();
     this.layer.destroy();
@@ -170,8 +174,18 @@ export class AnnotationPanel {
 
   render(): void {
     this.layer.render();
-    this.#renderList();
+    this.#flushList();
     this.#renderEditor();
+  }
+
+  #scheduleList(): void {
+    if (this.#listFrame === null) this.#listFrame = requestAnimationFrame(() => this.#flushList());
+  }
+
+  #flushList(): void {
+    if (this.#listFrame !== null) cancelAnimationFrame(this.#listFrame);
+    this.#listFrame = null;
+    this.#renderList();
   }
 
   // ------------------------------------------------------------------ state
@@ -179,7 +193,7 @@ export class AnnotationPanel {
   #applyState(annotation: PublicAnnotation): void {
     this.layer.apply(annotation);
     if (annotation.deleted && this.#selected === annotation.id) this.#selected = null;
-    this.#renderList();
+    this.#scheduleList();
     this.#renderEditor();
     if (this.#historyFor === annotation.id && !this.#history.hidden) void this.#loadHistory(annotation.id);
   }
@@ -302,6 +316,7 @@ export class AnnotationPanel {
       const op = await this.host.call<AnnotationOp>('annotation:delete', { caseId: this.host.caseId, annotationId: id, baseVersion: base.version });
       this.#applyState(op.annotation);
       this.#announce('Annotation deleted.');
+      this.#flushList();
       this.#list.querySelector<HTMLButtonElement>('button.annotation-select')?.focus();
     } catch (err) {
       const current = conflictCurrent(err);

@@ -61,6 +61,8 @@ export class AnnotationLayer {
   /** Shapes must be rebuilt (annotations, selection, preview or material changed). */
   #dirty = true;
   #builtFor: string | null = null;
+  /** A rebuild waiting for the next frame: many changes in one frame cost one rebuild. */
+  #frame: number | null = null;
   readonly #stopRedraw: () => void;
   #tool: Tool = 'pan';
   #selected: string | null = null;
@@ -196,10 +198,14 @@ export class AnnotationLayer {
     this.#renderDraft();
   }
 
-  /** Something changed: rebuild the shapes, then place them. */
+  /** Something changed: the shapes are rebuilt and placed at the next frame. */
   render(): void {
     this.#dirty = true;
-    this.#place();
+    if (this.#frame === null)
+      this.#frame = requestAnimationFrame(() => {
+        this.#frame = null;
+        this.#place();
+      });
   }
 
   /** Every frame the view moves: one transform for the shapes, positions for marks and handles. */
@@ -236,6 +242,7 @@ export class AnnotationLayer {
   }
 
   destroy(): void {
+    if (this.#frame !== null) cancelAnimationFrame(this.#frame);
     this.#stopRedraw();
     window.removeEventListener('pointermove', this.#onWindowMove);
     window.removeEventListener('pointerup', this.#onWindowUp);
