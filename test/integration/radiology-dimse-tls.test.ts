@@ -1,5 +1,6 @@
 // DICOM over TLS (DICOM_TLS=true): dcmtk's echoscu and storescu connect with TLS, verifying the
-// server certificate; a plain TCP association on the TLS port gets nowhere.
+// server certificate; a plain TCP association on the TLS port gets nowhere; an instance over
+// DICOM_MAX_INSTANCE_MB is refused while it arrives.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,7 +16,7 @@ beforeAll(async () => {
   const first = await startTestServer();
   siteId = (await first.server.store.sites.list())[0]!.id;
   await first.close();
-  t = await startTestServer({ DICOM_PORT: '0', DICOM_TLS: 'true', DICOM_AE_TITLES: `SECURE_AE=${siteId}`, DICOM_PEERS: 'MODALITY1@127.0.0.1=SECURE_AE' }, { dataDir: first.dataDir });
+  t = await startTestServer({ DICOM_PORT: '0', DICOM_TLS: 'true', DICOM_MAX_INSTANCE_MB: '1', DICOM_AE_TITLES: `SECURE_AE=${siteId}`, DICOM_PEERS: 'MODALITY1@127.0.0.1=SECURE_AE' }, { dataDir: first.dataDir });
 }, 120_000);
 
 afterAll(async () => {
@@ -48,4 +49,18 @@ test('echoscu and storescu over TLS; plain TCP on the TLS port fails', async () 
   const audit = await t.server.store.audit.listChain(siteId, 0, 10_000);
   expect(audit.filter((r) => r.type === 'radiology.instance.store' && r.outcome === 0)).toHaveLength(2);
   expect(audit.some((r) => r.type === 'radiology.dicom.association' && r.details.tls === true)).toBe(true);
+});
+
+test('an instance over DICOM_MAX_INSTANCE_MB is refused (out of resources) and nothing is stored', async () => {
+  const port = String(t.server.radiology.dicom!.port);
+  const cert = path.join(t.dataDir, 'tls', 'cert.pem');
+  // 1024 x 1024 x 16 bit: 2 MiB of pixel data, over the 1 MiB limit of this server.
+  const big = ctSeries({ patient: { name: 'TLS^TOM', id: 'MRN-TLS-1', birthDate: '19800101', sex: 'M' }, slices: 1, size: 1024 });
+  const files = writeFiles(fs.mkdtempSync(path.join(os.tmpdir(), 'rad-big-')), [big.slices[0]!.file]);
+  const before = (await t.server.store.audit.listChain(siteId, 0, 10_000)).filter((r) => r.type === 'radiology.instance.store' && r.outcome === 0).length;
+  const sent = await dcmtk('storescu', ['-v', '+tla', '+cf', cert, '-aet', 'MODALITY1', '-aec', 'SECURE_AE', '127.0.0.1', port, ...files]);
+  expect(sent.out).toMatch(/Refused: OutOfResources/);
+  const audit = await t.server.store.audit.listChain(siteId, 0, 10_000);
+  expect(audit.filter((r) => r.type === 'radiology.instance.store' && r.outcome === 0)).toHaveLength(before);
+  expect(audit.some((r) => r.type === 'radiology.instance.store' && r.outcome === 4 && r.details.refusal === 'TOO_LARGE')).toBe(true);
 });
