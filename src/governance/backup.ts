@@ -40,7 +40,8 @@ export interface BackupManifest {
   schemaVersion: number;
   db: { file: string; bytes: number; sha256: string };
   key: { wrapped: string; kekId: string };
-  materials: { files: number; bytes: number };
+  /** `linked`: files shared (hard links) with the previous backup, unchanged since. */
+  materials: { files: number; bytes: number; linked?: number };
   auditChains: ChainHead[];
 }
 
@@ -76,31 +77,53 @@ function sha256Tap(onDone: (hex: string, bytes: number) => void): Transform {
   });
 }
 
-async function copyTree(from: string, to: string): Promise<{ files: number; bytes: number }> {
-  let files = 0;
-  let bytes = 0;
-  if (!fs.existsSync(from)) return { files, bytes };
+/**
+ * Copies a directory tree. With `previous` (the same tree in the last backup), a file whose size
+ * and modification time are unchanged is hard-linked to the previous backup's copy instead of
+ * copied: material files never change once written, so a daily backup costs only the new ones
+ * (as rsync --link-dest). Deleting an old backup removes only its names.
+ */
+async function copyTree(from: string, to: string, previous: string | null = null): Promise<{ files: number; bytes: number; linked: number }> {
+  const total = { files: 0, bytes: 0, linked: 0 };
+  if (!fs.existsSync(from)) return total;
   await fs.promises.mkdir(to, { recursive: true, mode: 0o700 });
   for (const entry of await fs.promises.readdir(from, { withFileTypes: true })) {
     const src = path.join(from, entry.name);
     const dst = path.join(to, entry.name);
+    const prev = previous ? path.join(previous, entry.name) : null;
     if (entry.isDirectory()) {
-      const sub = await copyTree(src, dst);
-      files += sub.files;
-      bytes += sub.bytes;
+      const sub = await copyTree(src, dst, prev && fs.existsSync(prev) ? prev : null);
+      total.files += sub.files;
+      total.bytes += sub.bytes;
+      total.linked += sub.linked;
     } else if (entry.isFile()) {
       try {
-        await fs.promises.copyFile(src, dst);
+        const stat = await fs.promises.stat(src);
+        const old = prev ? await fs.promises.stat(prev).catch(() => null) : null;
+        let linked = false;
+        // Millisecond precision: utimes cannot carry the nanoseconds every file system keeps.
+        if (old && old.size === stat.size && Math.floor(old.mtimeMs) === Math.floor(stat.mtimeMs)) {
+          linked = await fs.promises.link(prev!, dst).then(
+            () => true,
+            () => false,
+          );
+        }
+        if (!linked) {
+          await fs.promises.copyFile(src, dst);
+          // Keep the source's time, so tomorrow's backup can recognise the file as unchanged.
+          await fs.promises.utimes(dst, stat.atimeMs / 1000, stat.mtimeMs / 1000);
+        }
+        total.files++;
+        total.bytes += stat.size;
+        if (linked) total.linked++;
       } catch (err) {
         // Deleted meanwhile (retention purge, material delete): the record is gone too, or will be.
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
         throw err;
       }
-      files++;
-      bytes += (await fs.promises.stat(dst)).size;
     }
   }
-  return { files, bytes };
+  return total;
 }
 
 function chainHeads(db: Database.Database): ChainHead[] {
@@ -160,7 +183,8 @@ export async function createBackup(options: CreateBackupOptions): Promise<{ dir:
     );
     // Materials after the database: a file the snapshot refers to was written before it (files
     // are complete before their record says so), so it is there to copy.
-    const materials = await copyTree(path.join(options.dataDir, 'materials'), path.join(partial, 'materials'));
+    const previous = listBackups(options.backupDir).sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime())[0];
+    const materials = await copyTree(path.join(options.dataDir, 'materials'), path.join(partial, 'materials'), previous ? path.join(previous.dir, 'materials') : null);
     const manifest: BackupManifest = {
       format: BACKUP_FORMAT,
       id,

@@ -134,6 +134,12 @@ test('a backup altered on disk, or opened without its master key, is refused and
   fs.writeFileSync(otherKey, `${Buffer.alloc(32, 7).toString('base64')}\n`, { mode: 0o600 });
   const good = await runBackup({ db: (a.server.store as SqliteStore).db, dataDir: a.dataDir, backupDir, keyring, keep: { daily: 7, weekly: 5 }, audit: a.server.app.audit, trigger: 'command' });
   await expect(restoreBackup(good.dir, target, KeyRing.open(otherKey))).rejects.toThrow(/master key .* is needed/);
+  // Unchanged material files are shared with the previous backup (hard links), not copied again.
+  expect(good.manifest.materials.files).toBeGreaterThan(1);
+  expect(good.manifest.materials.linked).toBe(good.manifest.materials.files);
+  // The older backup of the same day was pruned; the shared files stay whole in this one.
+  expect(fs.existsSync(run.dir)).toBe(false);
+  expect(fs.statSync(path.join(good.dir, 'materials', materialId, 'original.enc')).size).toBeGreaterThan(0);
   expect(fs.existsSync(path.join(target, SQLITE_FILE))).toBe(false);
   // Each run is on the system audit chain, with its outcome.
   const system = await a.server.store.audit.listChain('_system', 0, 100_000);
