@@ -15,6 +15,7 @@ import type { MeResponse } from '../../src/protocol/identity';
 const APP_NAME = 'Case collaboration';
 const CASE_PATH = /^\/cases\/([A-Za-z0-9_-]{22})\/?$/;
 const ADMIN_PATH = /^\/admin(?:\/([a-z]+))?\/?$/;
+const FOLLOWUPS_PATH = /^\/followups\/?$/;
 
 const SESSION_LOSS_NOTICE: Record<SessionLossCode, string> = {
   SESSION_EXPIRED: ERROR_CODES.SESSION_EXPIRED.message,
@@ -203,6 +204,7 @@ class App implements AppContext {
         'nav',
         { class: 'main-nav', attrs: { 'aria-label': 'Main' } },
         h('a', { href: '/cases', dataset: { link: '' }, attrs: location.pathname.startsWith('/cases') ? { 'aria-current': 'page' } : {} }, 'Cases'),
+        h('a', { href: '/followups', dataset: { link: '' }, attrs: location.pathname.startsWith('/followups') ? { 'aria-current': 'page' } : {} }, 'Follow-ups'),
         me.user.role === 'site_admin' ? h('a', { href: '/admin/users', dataset: { link: '' }, attrs: location.pathname.startsWith('/admin') ? { 'aria-current': 'page' } : {} }, 'Administration') : null,
       ),
       h('span', { class: 'user-name', title: me.user.email }, `${me.user.name} · ${ROLE_LABEL[me.user.role]}`),
@@ -233,6 +235,8 @@ class App implements AppContext {
       const admin = ADMIN_PATH.exec(path);
       if (match) {
         view = lazyCasePage(this, match[1]!);
+      } else if (FOLLOWUPS_PATH.test(path)) {
+        view = lazyFollowUpPage(this);
       } else if (admin && this.me.user.role === 'site_admin') {
         view = lazyAdminPage(this, admin[1] ?? 'users');
       } else {
@@ -259,6 +263,30 @@ function lazyCasePage(ctx: AppContext, caseId: string): View {
     ({ casePageView }) => {
       if (disposed) return;
       inner = casePageView(ctx, caseId);
+      replaceChildren(element, inner.element);
+    },
+    () => {
+      if (!disposed) replaceChildren(element, h('p', { class: 'page form-error' }, 'The page could not be loaded. Check the connection and reload.'));
+    },
+  );
+  return {
+    element,
+    dispose: () => {
+      disposed = true;
+      inner?.dispose?.();
+    },
+  };
+}
+
+/** The clinicians' video follow-ups (schedule, waiting list, call): a chunk of its own. */
+function lazyFollowUpPage(ctx: AppContext): View {
+  const element = h('div', { class: 'lazy-view' }, h('p', { class: 'page loading' }, 'Opening the follow-ups…'));
+  let inner: View | null = null;
+  let disposed = false;
+  import('./followup/clinicianPage').then(
+    ({ followUpPageView }) => {
+      if (disposed) return;
+      inner = followUpPageView(ctx);
       replaceChildren(element, inner.element);
     },
     () => {

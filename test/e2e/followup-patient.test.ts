@@ -104,3 +104,59 @@ test('the patient flow: link, consent, question, device check, waiting room with
   await page.getByRole('heading', { name: 'Your appointment has ended' }).waitFor();
   harness.expectCleanPages();
 });
+
+test('the clinician schedules from the follow-up page, sees the patient arrive (visible and audible), messages, admits, calls and ends', async () => {
+  const { client } = await harness.account('clinician');
+  const caseId = (await client.post('/api/cases', { title: 'E2E waiting-list case' }).expect(201)).body.case.id as string;
+  const clinician = await harness.newPage();
+  // Counts the tones the page plays (an AudioContext per alert).
+  await clinician.addInitScript(() => {
+    const Original = window.AudioContext;
+    (window as unknown as { chimes: number }).chimes = 0;
+    window.AudioContext = class extends Original {
+      constructor(...args: ConstructorParameters<typeof AudioContext>) {
+        super(...args);
+        (window as unknown as { chimes: number }).chimes++;
+      }
+    };
+  });
+  await harness.signIn(clinician, 'clinician', `/followups?case=${caseId}`);
+  await clinician.getByRole('link', { name: 'Follow-ups' }).click();
+  await clinician.getByRole('heading', { name: 'Schedule a video follow-up' }).waitFor();
+  await clinician.getByLabel('Patient (as you will recognise them)').fill('Ms W. (phone 0077)');
+  await clinician.getByRole('button', { name: 'Create the invite link' }).click();
+  const link = await clinician.getByLabel('Invite link').inputValue();
+  recordSecret(link.split('#t=')[1], link.split('.').at(-1));
+  await clinician.getByRole('button', { name: 'Mark as sent' }).click();
+  await clinician.getByText('marked as sent').waitFor();
+
+  const patient = await harness.newPage({ viewport: PHONE });
+  await patient.goto(`/followup.html${new URL(link).hash}`);
+  await patient.getByRole('button', { name: 'I agree, continue' }).click();
+  await patient.getByText('Camera: working').waitFor();
+  await patient.getByRole('button', { name: 'Go to the waiting room' }).click();
+  await patient.getByRole('heading', { name: 'Waiting room' }).waitFor();
+
+  await clinician.getByText('Ms W. (phone 0077) is in the waiting room').waitFor();
+  expect(await clinician.evaluate(() => (window as unknown as { chimes: number }).chimes)).toBeGreaterThanOrEqual(1);
+  const row = clinician.locator('.fu-row.fu-state-waiting');
+  await row.getByText(/camera ✓ · microphone ✓/).waitFor();
+  await row.getByLabel('Message to Ms W. (phone 0077)').fill('Two more minutes, please');
+  await row.getByRole('button', { name: 'Send' }).click();
+  await patient.getByText('Two more minutes, please').waitFor();
+  await clinician.screenshot({ path: path.join(SHOTS, 'followup-waiting-list.png') });
+
+  await row.getByRole('button', { name: 'Admit Ms W. (phone 0077)' }).click();
+  await clinician.getByRole('button', { name: 'Join the call' }).click();
+  await clinician.getByRole('button', { name: 'Camera on' }).click();
+  await waitFor(() => playingVideo(patient, '.fu-remote video.fu-video'), 'the patient sees the clinician video from the browser', 40_000, 250);
+  await waitFor(
+    () => clinician.evaluate(() => [...document.querySelectorAll<HTMLVideoElement>('.call-tile video')].some((v) => v.readyState >= 2 && v.videoWidth > 0 && !v.paused)),
+    'the clinician sees the patient video',
+    40_000,
+    250,
+  );
+  await clinician.getByRole('button', { name: 'End follow-up' }).click();
+  await patient.getByRole('heading', { name: 'Your appointment has ended' }).waitFor();
+  harness.expectCleanPages();
+});
