@@ -75,7 +75,9 @@ export class MediaHome implements MediaSignalling {
 
   static async create(options: MediaHomeOptions): Promise<MediaHome> {
     const log = options.logger.child({ module: 'media-home' });
-    const cmd = createClient({ url: options.redisUrl, socket: { reconnectStrategy: (retries) => Math.min(50 + retries * 100, 2000) } }) as RedisClientType;
+    // Commands fail at once while Redis is unreachable (media requests answer MEDIA_UNAVAILABLE)
+    // instead of queueing until it is back.
+    const cmd = createClient({ url: options.redisUrl, disableOfflineQueue: true, socket: { reconnectStrategy: (retries) => Math.min(50 + retries * 100, 2000) } }) as RedisClientType;
     const sub = cmd.duplicate() as RedisClientType;
     for (const client of [cmd, sub]) client.on('error', (err: Error) => log.warn({ err: { message: err.message } }, 'redis connection error'));
     await cmd.connect();
@@ -96,7 +98,10 @@ export class MediaHome implements MediaSignalling {
 
   async handle<N extends MediaRequestName>(name: N, peer: PeerIdentity, target: MediaTarget, input: MediaRequest<N>): Promise<MediaResponses[N]> {
     if (this.#closed) throw new AppError('MEDIA_UNAVAILABLE');
-    const home = await this.#resolveHome(target.roomId, name === 'media:join');
+    const home = await this.#resolveHome(target.roomId, name === 'media:join').catch((err: Error) => {
+      this.log.warn({ err: { message: err.message } }, 'media home lookup failed');
+      throw new AppError('MEDIA_UNAVAILABLE');
+    });
     if (!home) throw name === 'media:join' ? new AppError('MEDIA_UNAVAILABLE') : new AppError('CONFLICT', 'Join the room media first (media:join).');
     if (home === this.nodeId) {
       if (!this.options.local) throw new AppError('MEDIA_UNAVAILABLE');
