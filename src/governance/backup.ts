@@ -388,10 +388,16 @@ export function backupsToKeep(createdAt: { id: string; createdAt: Date }[], keep
 
 export function listBackups(backupDir: string): { id: string; dir: string; createdAt: Date }[] {
   if (!fs.existsSync(backupDir)) return [];
-  return fs
-    .readdirSync(backupDir)
-    .filter((name) => NAME.test(name) && fs.existsSync(path.join(backupDir, name, MANIFEST)))
-    .map((name) => ({ id: name, dir: path.join(backupDir, name), createdAt: new Date(readManifest(path.join(backupDir, name)).createdAt) }));
+  const found: { id: string; dir: string; createdAt: Date }[] = [];
+  for (const name of fs.readdirSync(backupDir)) {
+    if (!NAME.test(name)) continue;
+    try {
+      found.push({ id: name, dir: path.join(backupDir, name), createdAt: new Date(readManifest(path.join(backupDir, name)).createdAt) });
+    } catch {
+      // Being pruned by another node sharing the directory, or not a backup: not ours to list.
+    }
+  }
+  return found;
 }
 
 /** Deletes the backups the policy does not keep, and partial leftovers of crashed runs. */

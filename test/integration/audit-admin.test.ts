@@ -207,3 +207,13 @@ test('verify from the admin route reports an intact chain, then names the first 
   const record = (await admin.get('/api/admin/audit?type=audit.verify&outcome=8').expect(200)).body.records[0];
   expect(record.details).toMatchObject({ intact: false, breakSeq: victim.seq });
 });
+
+test('exports and verifications are rate-limited per admin (6 a minute): a typed 429 with Retry-After', async () => {
+  let res = await admin.post('/api/admin/audit/verify');
+  for (let i = 0; i < 6 && res.status === 200; i++) res = await admin.post('/api/admin/audit/verify');
+  expect(res.status).toBe(429);
+  expect(res.body.error.code).toBe('RATE_LIMITED');
+  expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+  // Searches have their own, larger budget and still answer.
+  await admin.get('/api/admin/audit?limit=1').expect(200);
+});
