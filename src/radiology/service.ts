@@ -226,6 +226,14 @@ export class RadiologyService {
       }
     } else {
       targetCaseId = await this.createCase(siteId, p, facts, source, now);
+      // Intake is serialised per node only: another node may have bound this study to its own
+      // new case a moment ago. The first binding wins; this case goes and the instance follows.
+      if (!(await this.store.radiology.putCaseKey({ siteId, kind: 'study', keyHash: studyKey, caseId: targetCaseId, createdAt: now }))) {
+        await this.store.cases.delete(siteId, targetCaseId);
+        await this.dataKeys.destroyOwner(caseKeyOwner(targetCaseId));
+        await this.audit.record({ siteId, type: 'case.delete', action: 'D', actor: sourceActor(source), objects: [{ type: 'case', id: targetCaseId }], details: { reason: 'study bound to another case concurrently' } });
+        return this.store_(siteId, source, file, p);
+      }
     }
     if (!(await this.store.radiology.findCaseKey(siteId, 'study', studyKey))) {
       await this.store.radiology.putCaseKey({ siteId, kind: 'study', keyHash: studyKey, caseId: targetCaseId, createdAt: now });
@@ -233,7 +241,12 @@ export class RadiologyService {
     if (accessionKey && !(await this.store.radiology.findCaseKey(siteId, 'accession', accessionKey))) {
       await this.store.radiology.putCaseKey({ siteId, kind: 'accession', keyHash: accessionKey, caseId: targetCaseId, createdAt: now });
     }
-    series ??= await this.createSeries(siteId, targetCaseId, seriesKeyRaw, patientKey, p, source, now);
+    series ??= await this.createSeries(siteId, targetCaseId, seriesKeyRaw, patientKey, p, source, now).catch(async (err) => {
+      // Another node created this series a moment ago: use theirs.
+      const theirs = err instanceof DuplicateKeyError ? await this.store.radiology.findSeriesByKey(siteId, targetCaseId, seriesKeyRaw) : null;
+      if (!theirs) throw err;
+      return theirs;
+    });
 
     const instanceId = newId();
     const { key } = await this.dataKeys.forOwner(caseKeyOwner(targetCaseId));
@@ -418,7 +431,12 @@ export class RadiologyService {
       createdAt: now,
       updatedAt: now,
     };
-    await this.store.radiology.createSeries(series);
+    try {
+      await this.store.radiology.createSeries(series);
+    } catch (err) {
+      await this.store.materials.delete(siteId, id);
+      throw err;
+    }
     return series;
   }
 
