@@ -351,6 +351,57 @@ test('a patient session is refused on every staff HTTP route and gains nothing f
   expect((await patient.get('/api/followup/me').expect(200)).body.consented).toBe(true);
 });
 
+test('colleagues: an invited colleague sees the follow-up and may join the call; staff not invited do not see it', async () => {
+  const { id } = await schedule({ colleagues: [pathologistId] });
+  const admin = (await t.demoLogin('site_admin')).client;
+  await admin.get(`/api/followups/${id}`).expect(404);
+  await pathologist.get(`/api/followups/${id}`).expect(200);
+  const colleague = await connect(t.socket(pathologist));
+  const outsider = await connect(t.socket(admin));
+  try {
+    expect(await call(colleague, 'followup:join', { followUpId: id })).toMatchObject({ ok: true, data: { roomId: id } });
+    expect(await call(outsider, 'followup:join', { followUpId: id })).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
+    // The outsider cannot reach the call's media either.
+    expect(await call(outsider, 'media:join', { roomId: id })).toMatchObject({ ok: false, error: { code: 'FORBIDDEN' } });
+    expect((await call(colleague, 'media:join', { roomId: id })).ok).toBe(true);
+    expect(await auditTypes(id)).toContain('followup.call.join');
+  } finally {
+    colleague.disconnect();
+    outsider.disconnect();
+  }
+});
+
+test('the patient session has its own idle timeout (10 minutes), shorter than the window', async () => {
+  const { token } = await schedule();
+  const patient = await consentedPatient(token);
+  t.clock.advance(9 * 60_000);
+  try {
+    await patient.get('/api/followup/me').expect(200);
+    t.clock.advance(10 * 60_000 + 1000);
+    const idle = await patient.get('/api/followup/me');
+    expect(idle.status).toBe(401);
+    expect(idle.body.error.code).toBe('SESSION_EXPIRED');
+  } finally {
+    t.clock.advance(-(19 * 60_000 + 1000));
+  }
+});
+
+test('token guessing is limited per client IP too', async () => {
+  const small = await startTestServer({ MEDIASOUP_WORKERS: '0' }, { rateLimits: { followUpOpenPerIpPerMinute: 5 } });
+  try {
+    const statuses: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const c = small.client();
+      // A different follow-up id each time: only the per-IP budget can stop these.
+      const res = await c.post('/api/followup/open', { token: `${String(i).padStart(22, 'B')}.${'y'.repeat(43)}` });
+      statuses.push(res.status);
+    }
+    expect(statuses).toEqual([404, 404, 404, 404, 404, 429, 429]);
+  } finally {
+    await small.close();
+  }
+});
+
 test('retention: follow-ups and their consent records are purged with the retention period; the consent events stay in the audit trail', async () => {
   const { id, token } = await schedule();
   await consentedPatient(token);
