@@ -79,6 +79,8 @@ export function followUpPageView(ctx: AppContext): View {
   let call: VideoGrid | null = null;
   let callFollowUp: string | null = null;
   let disposed = false;
+  /** Messages being typed survive the list's re-renders (a change arrives, the clock ticks). */
+  const drafts = new Map<string, string>();
 
   const socket: Socket = io({ path: '/socket.io', transports: ['websocket'], withCredentials: true });
   const emit = <T>(event: string, payload: unknown) => (socket.timeout(15_000) as unknown as { emitWithAck(e: string, p: unknown): Promise<Ack<T>> }).emitWithAck(event, payload);
@@ -96,17 +98,21 @@ export function followUpPageView(ctx: AppContext): View {
   const ticker = window.setInterval(renderList, 20_000);
 
   function renderList(): void {
+    const focused = (document.activeElement as HTMLElement | null)?.closest?.('[data-follow-up-id]')?.getAttribute('data-follow-up-id') ?? null;
+    const hadFocus = document.activeElement?.tagName === 'INPUT' && list.contains(document.activeElement);
     const rows = [...followUps.values()].sort((a, b) => {
       // Waiting patients first, longest waiting first; then by start time.
       const w = (f: PublicFollowUp) => (f.state === 'waiting' ? 0 : f.state === 'admitted' || f.state === 'dropped' ? 1 : f.state === 'ended' || f.state === 'declined' ? 3 : 2);
       return w(a) - w(b) || (a.waitingSince ?? a.startsAt).localeCompare(b.waitingSince ?? b.startsAt);
     });
     replaceChildren(list, ...(rows.length ? rows.map(row) : [h('li', { class: 'muted' }, 'No follow-ups scheduled.')]));
+    if (hadFocus && focused) list.querySelector<HTMLInputElement>(`[data-follow-up-id="${focused}"] input`)?.focus();
   }
 
   function row(f: PublicFollowUp): HTMLElement {
     const final = f.state === 'ended' || f.state === 'declined';
-    const message = h('input', { type: 'text', maxLength: 200, placeholder: 'Message to the patient', attrs: { 'aria-label': `Message to ${f.contactLabel}` } });
+    const message = h('input', { type: 'text', maxLength: 200, placeholder: 'Message to the patient', value: drafts.get(f.id) ?? '', attrs: { 'aria-label': `Message to ${f.contactLabel}` } });
+    message.addEventListener('input', () => drafts.set(f.id, message.value));
     const act = (path: string, body?: unknown) => () => {
       ctx.api.post(`/api/followups/${f.id}/${path}`, body).then(
         (answer) => {
@@ -145,6 +151,7 @@ export function followUpPageView(ctx: AppContext): View {
                     e.preventDefault();
                     if (message.value.trim()) act('messages', { text: message.value.trim() })();
                     message.value = '';
+                    drafts.delete(f.id);
                   },
                 },
               },
