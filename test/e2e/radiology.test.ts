@@ -3,7 +3,9 @@
 // stack viewer follows (same slice, same window, image rendered by the server for that window).
 // Every page is watched for CSP violations and script errors. No sleeps: auto-waiting locators
 // and polling with a reason.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { CLIENT_DIST } from '../../src/http/static';
@@ -138,5 +140,20 @@ test('the presenter scrolls slices and changes window/level; the follower follow
   await waitFor(async () => (await stackState(presenter)).slice === 5, 'the presenter moved up two slices');
   expect((await stackState(follower)).slice).toBe(6);
 
+  for (const [page, list] of problems) expect({ page: page.url(), problems: list }).toEqual({ page: page.url(), problems: [] });
+});
+
+test('the presenter uploads a zip of a study in the browser; it becomes a second stack that opens', async () => {
+  const presenter = [...problems.keys()][0]!;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-zip-'));
+  const series = ctSeries({ patient: { name: 'E2E^STACK', id: 'MRN-E2E-STACK', birthDate: '19600101', sex: 'M' }, slices: 3, size: 64 });
+  fs.mkdirSync(path.join(dir, 'study'));
+  series.slices.forEach((s, i) => fs.writeFileSync(path.join(dir, 'study', `IM${i}`), s.file));
+  execFileSync('python3', ['-c', `import shutil; shutil.make_archive('${path.join(dir, 'upload')}', 'zip', '${path.join(dir, 'study')}')`]);
+  await presenter.locator('#material-file').setInputFiles(path.join(dir, 'upload.zip'));
+  await waitFor(async () => (await presenter.locator('.material-list li.material').count()) === 2, 'the uploaded study appears as a second material');
+  await presenter.locator('.material-list li.material').nth(1).getByRole('button').click();
+  await waitFor(async () => (await presenter.locator('.stack-viewer').getAttribute('data-material-id')) === (await presenter.locator('.material-list li.material').nth(1).getAttribute('data-material-id')), 'the new stack is open');
+  await presenter.locator('.stack-slice-label', { hasText: 'Slice 2 / 3' }).waitFor();
   for (const [page, list] of problems) expect({ page: page.url(), problems: list }).toEqual({ page: page.url(), problems: [] });
 });

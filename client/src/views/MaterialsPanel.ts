@@ -1,6 +1,7 @@
 // The case's materials: each with its conversion status and progress, the one open in the viewer
 // marked, and uploads with a progress bar of the bytes actually sent (XHR upload events), then
 // the server's conversion progress until the pyramid is ready.
+import { looksLikeDicom, uploadDicom } from '../radiology/dicomUpload';
 import { describeError, type Api } from '../api';
 import { h, replaceChildren } from '../dom';
 import { MATERIAL_STATUS_LABEL } from '../labels';
@@ -32,7 +33,7 @@ export class MaterialsPanel {
     private readonly open: (material: PublicMaterial) => void,
     private readonly changed: (material: PublicMaterial, before: PublicMaterial | undefined) => void,
   ) {
-    const input = h('input', { type: 'file', accept: 'image/jpeg,image/png,image/tiff,.svs,.ndpi,.tif,.tiff', multiple: true, class: 'visually-hidden', id: 'material-file' });
+    const input = h('input', { type: 'file', accept: 'image/jpeg,image/png,image/tiff,.svs,.ndpi,.tif,.tiff,.dcm,.zip,application/dicom', multiple: true, class: 'visually-hidden', id: 'material-file' });
     input.addEventListener('change', () => {
       const files = [...(input.files ?? [])];
       input.value = '';
@@ -90,7 +91,7 @@ export class MaterialsPanel {
         const status =
           m.status === 'converting' || m.status === 'queued'
             ? h('span', { class: 'material-progress' }, h('progress', { max: 100, value: m.progress, attrs: { 'aria-label': `Converting ${m.name}` } }), `${MATERIAL_STATUS_LABEL[m.status]} ${m.progress}%`)
-            : h('span', { class: `material-status status-${m.status}` }, m.status === 'failed' ? `Failed: ${m.error ?? 'the image could not be read'}` : `${m.width} × ${m.height}`);
+            : h('span', { class: `material-status status-${m.status}` }, m.status === 'failed' ? `Failed: ${m.error ?? 'the image could not be read'}` : m.width === null ? 'DICOM series' : `${m.width} × ${m.height}`);
         return h('li', { class: `material${m.id === this.#active ? ' active' : ''}`, dataset: { materialId: m.id, status: m.status } }, name, status);
       }),
     );
@@ -108,17 +109,20 @@ export class MaterialsPanel {
     const cancel = h('button', { type: 'button', class: 'small', on: { click: () => abort.abort() } }, 'Cancel');
     const row = h('li', { class: 'upload-item', dataset: { file: file.name } }, h('span', { class: 'material-name' }, file.name), bar, text, cancel);
     this.#uploads.appendChild(row);
+    const progress = (sent: number, total: number) => {
+      bar.max = total || 1;
+      bar.value = sent;
+      text.textContent = `${megabytes(sent)} of ${megabytes(total)}`;
+    };
     try {
-      const material = await this.api.upload(
-        this.caseId,
-        file,
-        (sent, total) => {
-          bar.max = total || 1;
-          bar.value = sent;
-          text.textContent = `${megabytes(sent)} of ${megabytes(total)}`;
-        },
-        abort.signal,
-      );
+      // DICOM (one instance or a zip of a study) goes to the radiology intake (client/src/radiology).
+      if (await looksLikeDicom(file)) {
+        const summary = await uploadDicom(this.api, this.caseId, file, progress, abort.signal);
+        row.remove();
+        for (const id of summary.materialIds) this.upsert((await this.api.get<{ material: PublicMaterial }>(`/api/cases/${this.caseId}/materials/${id}`)).material);
+        return;
+      }
+      const material = await this.api.upload(this.caseId, file, progress, abort.signal);
       row.remove();
       this.upsert(material);
     } catch (err) {
