@@ -320,6 +320,36 @@ export async function renderFrame(p: ParsedInstance, frameIndex: number, request
   return { png: await sharp(out, { raw: { width: columns, height: rows, channels: 1 } }).png({ compressionLevel: 3 }).toBuffer(), window };
 }
 
+/** The tile grid of a tiled whole-slide instance (VL WSI, TILED_FULL), or null. */
+export function tiledLayout(p: ParsedInstance): { across: number; down: number; width: number; height: number } | null {
+  const ds = p.dataset;
+  if (p.sopClassUid !== VL_WHOLE_SLIDE || p.frames < 2 || str(ds.DimensionOrganizationType)?.toUpperCase() !== 'TILED_FULL') return null;
+  const width = num(ds.TotalPixelMatrixColumns);
+  const height = num(ds.TotalPixelMatrixRows);
+  if (!width || !height || width < 1 || height < 1) return null;
+  const across = Math.ceil(width / p.columns);
+  const down = Math.ceil(height / p.rows);
+  // One focal plane and optical path come first in TILED_FULL order; more frames are further planes.
+  if (across * down > p.frames) return null;
+  return { across, down, width, height };
+}
+
+/**
+ * Joins the tiles of a tiled whole-slide instance (JPEG Baseline frames) into one tiled TIFF at
+ * `out`, with libvips streaming the grid (no whole-slide buffer in this process).
+ */
+export async function writeTiledSlide(p: ParsedInstance, out: string): Promise<{ width: number; height: number } | null> {
+  const layout = tiledLayout(p);
+  if (!layout || p.transferSyntaxUid !== TS.jpegBaseline) return null;
+  const frames = (p.dataset.PixelData as ArrayBuffer[]).slice(0, layout.across * layout.down).map((f) => Buffer.from(f));
+  if (frames.length !== layout.across * layout.down) return null;
+  await sharp(frames, { join: { across: layout.across }, limitInputPixels: false })
+    .extract({ left: 0, top: 0, width: layout.width, height: layout.height })
+    .tiff({ tile: true, tileWidth: 256, tileHeight: 256, compression: 'jpeg', quality: 90, bigtiff: true })
+    .toFile(out);
+  return { width: layout.width, height: layout.height };
+}
+
 // ------------------------------------------------------------------ de-identification
 
 /**

@@ -12,6 +12,7 @@ import type { MaterialRecord } from '../cases/model';
 import { caseKeyOwner, newCaseLabel } from '../cases/service';
 import type { MaterialStorage } from '../cases/storage';
 import type { MaterialConverter } from '../cases/converter';
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import type { DataKeys } from '../crypto/dataKeys';
 import { AppError, NotFoundError } from '../errors';
@@ -21,7 +22,7 @@ import { newId } from '../ids';
 import type { Patient } from '../protocol/cases';
 import { DICOM_STACK_MIME, type PublicRadiologyDocument, type PublicStack } from '../protocol/radiology';
 import { DuplicateKeyError, type Store } from '../store/types';
-import { DicomIntakeError, parseInstance, renderFrame, SUPPORTED_SOP_CLASSES, viewerHeader, VL_WHOLE_SLIDE, type ParsedInstance, type PatientFromHeader, type WindowLevel } from './dicom';
+import { DicomIntakeError, parseInstance, renderFrame, SUPPORTED_SOP_CLASSES, tiledLayout, viewerHeader, VL_WHOLE_SLIDE, writeTiledSlide, type ParsedInstance, type PatientFromHeader, type WindowLevel } from './dicom';
 import type { CaseKeyKind, InstanceRecord, SeriesRecord } from './model';
 import { InstanceStorage } from './storage';
 
@@ -298,25 +299,39 @@ export class RadiologyService {
    * encrypted DeepZoom pyramid like for an upload. Returns the new material id, or null.
    */
   private async deepZoom(siteId: string, caseId: string, p: ParsedInstance, source: IntakeSource, now: string): Promise<string | null> {
-    const large = p.rows * p.columns >= this.limits.deepZoomMinPixels || p.sopClassUid === VL_WHOLE_SLIDE;
-    if (!this.converter || p.frames !== 1 || !large) return null;
-    let png: Buffer;
-    try {
-      png = (await renderFrame(p, 0, null)).png;
-    } catch {
-      return null; // The stack still holds the instance; only the pyramid is missing.
-    }
+    if (!this.converter) return null;
+    const tiled = tiledLayout(p);
+    const large = p.frames === 1 && (p.rows * p.columns >= this.limits.deepZoomMinPixels || p.sopClassUid === VL_WHOLE_SLIDE);
+    if (!large && !(tiled && tiled.width * tiled.height >= this.limits.deepZoomMinPixels)) return null;
     const id = newId();
-    // Plaintext only while it is converted (like an upload): the converter encrypts and removes it.
-    await fsp.writeFile(this.materials.uploadPath(id), png, { mode: 0o600, flag: 'wx' });
+    const upload = this.materials.uploadPath(id);
+    let mime: string;
+    try {
+      if (tiled) {
+        if (!(await writeTiledSlide(p, upload))) return null;
+        mime = 'image/tiff';
+      } else {
+        await fsp.writeFile(upload, (await renderFrame(p, 0, null)).png, { mode: 0o600, flag: 'wx' });
+        mime = 'image/png';
+      }
+    } catch {
+      // The stack still holds the instance; only the pyramid is missing.
+      await fsp.rm(upload, { force: true });
+      return null;
+    }
+    const sizeBytes = (await fsp.stat(upload)).size;
+    const hash = createHash('sha256');
+    for await (const chunk of fs.createReadStream(upload)) hash.update(chunk as Buffer);
+    // The upload file is plaintext only while it is converted (like an upload): the converter
+    // encrypts it as the material's original and removes it.
     const material: MaterialRecord = {
       id,
       siteId,
       caseId,
       nameSealed: await this.dataKeys.sealString(caseKeyOwner(caseId), `${p.modality} image ${p.instanceNumber ?? ''} (deep zoom)`.replace(/\s+/g, ' '), materialNameContext(id)),
-      mime: 'image/png',
-      sizeBytes: png.length,
-      sha256: createHash('sha256').update(png).digest('hex'),
+      mime,
+      sizeBytes,
+      sha256: hash.digest('hex'),
       status: 'queued',
       progress: 0,
       width: null,

@@ -138,3 +138,56 @@ export async function pngStats(png: Buffer): Promise<{ width: number; height: nu
   for (const v of data) sum += v;
   return { width: info.width, height: info.height, mean: sum / data.length, pixels: data };
 }
+
+/** A VL Whole Slide Microscopy instance, TILED_FULL, JPEG Baseline tiles of 256 px in a grid. */
+export async function wholeSlideInstance(o: { width: number; height: number; patient: CtPatient }): Promise<Buffer> {
+  const sharp = (await import('sharp')).default;
+  const tile = 256;
+  const across = Math.ceil(o.width / tile);
+  const down = Math.ceil(o.height / tile);
+  const frames: ArrayBuffer[] = [];
+  for (let r = 0; r < down; r++)
+    for (let c = 0; c < across; c++) {
+      const jpg = await sharp({ create: { width: tile, height: tile, channels: 3, background: { r: (40 * (r * across + c)) % 255, g: 120, b: 200 - ((30 * c) % 200) } } })
+        .jpeg({ quality: 90 })
+        .toBuffer();
+      frames.push(jpg.buffer.slice(jpg.byteOffset, jpg.byteOffset + jpg.length) as ArrayBuffer);
+    }
+  const sopInstanceUid = uid();
+  const ds: Record<string, unknown> = {
+    _vrMap: { PixelData: 'OB' },
+    SOPClassUID: '1.2.840.10008.5.1.4.1.1.77.1.6',
+    SOPInstanceUID: sopInstanceUid,
+    StudyInstanceUID: uid(),
+    SeriesInstanceUID: uid(),
+    Modality: 'SM',
+    PatientName: o.patient.name,
+    PatientID: o.patient.id,
+    PatientBirthDate: o.patient.birthDate,
+    PatientSex: o.patient.sex,
+    Rows: tile,
+    Columns: tile,
+    NumberOfFrames: String(frames.length),
+    TotalPixelMatrixColumns: o.width,
+    TotalPixelMatrixRows: o.height,
+    DimensionOrganizationType: 'TILED_FULL',
+    SamplesPerPixel: 3,
+    PhotometricInterpretation: 'YBR_FULL_422',
+    PlanarConfiguration: 0,
+    BitsAllocated: 8,
+    BitsStored: 8,
+    HighBit: 7,
+    PixelRepresentation: 0,
+    PixelData: frames,
+  };
+  const meta = {
+    FileMetaInformationVersion: new Uint8Array([0, 1]).buffer,
+    MediaStorageSOPClassUID: ds.SOPClassUID,
+    MediaStorageSOPInstanceUID: sopInstanceUid,
+    TransferSyntaxUID: '1.2.840.10008.1.2.4.50',
+    ImplementationClassUID: '1.2.826.0.1.3680043.10.1541.9',
+  };
+  const dict = new DicomDict(DicomMetaDictionary.denaturalizeDataset(meta));
+  dict.dict = DicomMetaDictionary.denaturalizeDataset(ds);
+  return Buffer.from(dict.write({ fragmentMultiframe: false }));
+}

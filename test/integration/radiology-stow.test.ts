@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { api as dicomweb } from 'dicomweb-client';
-import { ctSeries, registerPatientSecrets, run } from '../helpers/dicom';
+import { ctSeries, registerPatientSecrets, run, wholeSlideInstance } from '../helpers/dicom';
 import { lastPasswords, startTestServer, waitFor, type TestClient, type TestServer } from '../helpers/server';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { XMLHttpRequest } = require('xmlhttprequest-ssl');
@@ -192,6 +192,31 @@ test('a large single frame also becomes a DeepZoom material through the slide co
     const dzi = await clinician.get(`/api/cases/${withBig!.caseId}/materials/${withBig!.zoom.id}/slide.dzi`).expect(200);
     expect(dzi.text).toContain('Width="1024"');
     await clinician.get(`/api/cases/${withBig!.caseId}/materials/${withBig!.zoom.id}/slide_files/10/0_0.jpeg`).expect(200);
+  } finally {
+    t.server.app.radiology.limits.deepZoomMinPixels = 4096 * 4096;
+  }
+});
+
+test('a tiled whole-slide instance (VL WSI, TILED_FULL) is assembled and converted into one DeepZoom slide', async () => {
+  t.server.app.radiology.limits.deepZoomMinPixels = 300 * 300;
+  try {
+    const wsi = await wholeSlideInstance({ width: 700, height: 500, patient: { ...PATIENT, id: 'MRN-STOW-88' } });
+    const res = await client({ Authorization: `Bearer ${TOKEN}` }).store([wsi]);
+    expect(res.status).toBe(200);
+    const cases = (await clinician.get('/api/cases?limit=200').expect(200)).body.cases as { id: string; title: string }[];
+    const sm = cases.find((c) => c.title === 'SM study')!;
+    const materials = (await clinician.get(`/api/cases/${sm.id}`).expect(200)).body.materials as { id: string; mime: string }[];
+    expect(materials.map((m) => m.mime).sort()).toEqual(['application/dicom', 'image/tiff']);
+    const slide = materials.find((m) => m.mime === 'image/tiff')!;
+    const ready = await waitFor(async () => {
+      const { material } = (await clinician.get(`/api/cases/${sm.id}/materials/${slide.id}`).expect(200)).body;
+      return material.status === 'ready' ? material : material.status === 'failed' ? Promise.reject(new Error(material.error)) : null;
+    }, 'the whole slide was converted', 60_000);
+    expect([ready.width, ready.height]).toEqual([700, 500]);
+    // The stack still shows the tiles frame by frame.
+    const stack = (await clinician.get(`/api/cases/${sm.id}/materials/${materials.find((m) => m.mime === 'application/dicom')!.id}/stack`).expect(200)).body.stack;
+    expect(stack.slices[0].frames).toBe(6);
+    await clinician.get(`/api/cases/${sm.id}/materials/${stack.materialId}/slices/0.png?frame=5`).expect(200);
   } finally {
     t.server.app.radiology.limits.deepZoomMinPixels = 4096 * 4096;
   }
