@@ -118,6 +118,11 @@ describe('annotation tools', () => {
     const d = (await seen.locator('path').getAttribute('d'))!;
     expect(d.match(/[ML]/g)!.length).toBe(5);
     await row(pathologist, /Lesion.*Polygon/).waitFor();
+
+    // Stored, not only broadcast: it is still there after the page is loaded again.
+    await openCase(pathologist);
+    await shapes(pathologist, 'polygon').filter({ hasText: 'Lesion' }).waitFor();
+    expect(await shapes(pathologist, 'polygon').locator('path').getAttribute('d')).toBe(d);
   });
 
   it('draws a line, a rectangle, a freehand outline, a point and a text label', async () => {
