@@ -49,6 +49,8 @@ export class RetentionService {
       const deleted: string[] = [];
       let materials = 0;
       let followUps = await this.store.followUps.purge(site.id, { endedBefore: cutoff });
+      // HL7 ADT's sealed patient registry (src/radiology) follows the same retention period.
+      const radiologyPatients = await this.store.radiology.purgePatients(site.id, cutoff);
       for (;;) {
         const batch = await this.store.cases.listCreatedBefore(site.id, cutoff, BATCH);
         if (batch.length === 0) break;
@@ -65,7 +67,7 @@ export class RetentionService {
           action: 'D',
           actor: { userId: null, role: 'system', ip: null, userAgent: `retention-${trigger}` },
           objects: deleted.slice(i, i + IDS_PER_RECORD).map((id) => ({ type: 'case', id })),
-          details: { cutoff, retentionDays: days, cases: deleted.length, materials, followUps },
+          details: { cutoff, retentionDays: days, cases: deleted.length, materials, followUps, radiologyPatients },
         });
       }
       if (deleted.length > 0 || followUps > 0) this.logger.info({ siteId: site.id, cases: deleted.length, materials, followUps, cutoff }, 'retention purge');

@@ -102,6 +102,8 @@ export interface RadiologyRepository {
 
   getPatient(siteId: string, patientKey: string): Promise<RadiologyPatientRecord | null>;
   putPatient(record: RadiologyPatientRecord): Promise<void>;
+  /** Retention: registry entries of a site not updated since `before` (ISO); returns how many went. */
+  purgePatients(siteId: string, before: string): Promise<number>;
 
   /** Returns false when a document with this message key already exists for the case. */
   addDocument(record: RadiologyDocumentRecord): Promise<boolean>;

@@ -143,6 +143,11 @@ export function describeRadiologyContract(name: string, open: () => Promise<Stor
       await store.radiology.putPatient({ siteId: siteA, patientKey: 'p', patientSealed: 'e1.b', updatedAt: '2026-01-02T00:00:00.000Z' });
       expect(await store.radiology.getPatient(siteA, 'p')).toEqual({ siteId: siteA, patientKey: 'p', patientSealed: 'e1.b', updatedAt: '2026-01-02T00:00:00.000Z' });
       expect(await store.radiology.getPatient(siteB, 'p')).toBeNull();
+      await store.radiology.putPatient({ siteId: siteB, patientKey: 'p', patientSealed: 'e1.c', updatedAt: '2026-01-01T00:00:00.000Z' });
+      expect(await store.radiology.purgePatients(siteA, '2026-01-02T00:00:00.000Z')).toBe(0);
+      expect(await store.radiology.purgePatients(siteA, '2026-01-03T00:00:00.000Z')).toBe(1);
+      expect(await store.radiology.getPatient(siteA, 'p')).toBeNull();
+      expect(await store.radiology.getPatient(siteB, 'p')).not.toBeNull();
     });
 
     test('documents: one per message key and case, listed in order; deleteByCase removes everything of the case', async () => {

@@ -45,7 +45,6 @@ beforeAll(async () => {
     { HL7_PORT: '0', HL7_PEERS: `RIS_A@127.0.0.1=${siteId}`, HL7_MAX_MESSAGE_KB: '64', DICOMWEB_TOKENS: `${siteId}=${createHash('sha256').update(TOKEN).digest('hex')}` },
     { dataDir: first.dataDir },
   );
-  clinician = t.client();
   await clinician.login('clinician@demo.local', lastPasswords.get('clinician@demo.local')!).expect(200);
   hl7 = new Hl7Client({ host: '127.0.0.1', port: t.server.radiology.hl7!.port });
 }, 120_000);
@@ -171,4 +170,20 @@ test('garbage on the MLLP port, an unparseable frame and an oversized message ar
   expect(after.total).toBe(before.total);
   const names = after.cases.map((c) => c.patient?.name ?? '');
   expect(names.some((n) => n.includes('XXXX'))).toBe(false);
+});
+
+test('retention purges the patient registry with the cases: an ADT patient is forgotten after the retention period', async () => {
+  const siteCases = (await cases()).cases.filter((c) => c.title.startsWith('Radiology order'));
+  expect(siteCases.length).toBeGreaterThan(0);
+  // Past the site's retention period (default 30 days; the test server's clock is ours to move).
+  t.clock.advance(31 * 24 * 3600 * 1000);
+  await t.server.app.retention.purgeAll('command');
+  const patientKey = await t.server.app.radiology.keyHash(siteId, 'patient', 'MRN-HL7-1');
+  expect(await t.server.store.radiology.getPatient(siteId, patientKey)).toBeNull();
+  const audit = await t.server.store.audit.listChain(siteId, 0, 10_000);
+  const purge = audit.filter((r) => r.type === 'retention.purge').at(-1)!;
+  expect(purge.details.radiologyPatients).toBe(1);
+  // A new ADT^A08 for the forgotten patient registers them afresh (no case to update).
+  expect((await send(msg('ADT^A08', ['EVN|A08', PID]))).code).toBe('AA');
+  expect(await t.server.store.radiology.getPatient(siteId, patientKey)).not.toBeNull();
 });

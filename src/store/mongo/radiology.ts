@@ -203,6 +203,11 @@ export class MongoRadiology implements RadiologyRepository {
     await this.m.radiologyPatients.updateOne({ siteId: r.siteId, patientKey: r.patientKey }, { $set: { patientSealed: r.patientSealed, updatedAt: r.updatedAt } }, { upsert: true });
   }
 
+  async purgePatients(siteId: string, before: string): Promise<number> {
+    const res = await this.m.radiologyPatients.deleteMany({ siteId, updatedAt: trusted({ $lt: before }) });
+    return res.deletedCount;
+  }
+
   async addDocument(r: RadiologyDocumentRecord): Promise<boolean> {
     const { id, ...rest } = r;
     try {

@@ -198,6 +198,10 @@ export class SqliteRadiology implements RadiologyRepository {
       .run(r.siteId, r.patientKey, r.patientSealed, r.updatedAt);
   }
 
+  async purgePatients(siteId: string, before: string): Promise<number> {
+    return this.db.prepare('DELETE FROM radiology_patients WHERE site_id = ? AND updated_at < ?').run(siteId, before).changes;
+  }
+
   async addDocument(r: RadiologyDocumentRecord): Promise<boolean> {
     try {
       this.db
