@@ -45,6 +45,7 @@ beforeAll(async () => {
     { HL7_PORT: '0', HL7_PEERS: `RIS_A@127.0.0.1=${siteId}`, HL7_MAX_MESSAGE_KB: '64', DICOMWEB_TOKENS: `${siteId}=${createHash('sha256').update(TOKEN).digest('hex')}` },
     { dataDir: first.dataDir },
   );
+  clinician = t.client();
   await clinician.login('clinician@demo.local', lastPasswords.get('clinician@demo.local')!).expect(200);
   hl7 = new Hl7Client({ host: '127.0.0.1', port: t.server.radiology.hl7!.port });
 }, 120_000);
