@@ -1,9 +1,10 @@
 // Password hashing (argon2id, run in libuv's thread pool so the event loop never blocks) and
 // the site password policy: a minimum length, no composition rules, no truncation, and a
 // refusal of passwords found in zxcvbn-ts's common-password list (shipped in the package).
+import os from 'node:os';
 import argon2 from 'argon2';
 import { dictionary } from '@zxcvbn-ts/language-common';
-import { PasswordPolicyError } from '../errors';
+import { AppError, PasswordPolicyError } from '../errors';
 import { PASSWORD_MAX_LENGTH, type SitePolicy } from '../protocol/identity';
 
 /** OWASP ASVS / DESIGN 6: argon2id, m >= 19 MiB, t >= 2, p = 1. */
@@ -11,16 +12,45 @@ export const ARGON2_OPTIONS = { type: argon2.argon2id, memoryCost: 19456, timeCo
 
 const COMMON = new Set<string>((dictionary['passwords-common'] as string[]).map((p) => p.toLowerCase()));
 
+/**
+ * Hashes computed at once. Each takes ~20-70 ms of a core; libuv's four threads would run four
+ * on a two-core node and starve the event loop (rooms, tiles) during a login storm. One core is
+ * left to the rest of the node (docs/benchmarks.md, "Login storm"); the others wait their turn.
+ */
+const MAX_CONCURRENT_HASHES = Math.max(1, os.availableParallelism() - 1);
+/** Beyond this many waiting, sign-ins are refused at once rather than queued without end. */
+const MAX_WAITING_HASHES = 500;
+let hashesRunning = 0;
+const hashesWaiting: (() => void)[] = [];
+
+async function withHashSlot<T>(work: () => Promise<T>): Promise<T> {
+  if (hashesRunning < MAX_CONCURRENT_HASHES) hashesRunning++;
+  else {
+    if (hashesWaiting.length >= MAX_WAITING_HASHES) throw new AppError('RATE_LIMITED', 'Too many sign-ins at once. Wait a moment and try again.');
+    // The slot is handed over by the finishing hash (hashesRunning stays as it is).
+    await new Promise<void>((resolve) => hashesWaiting.push(resolve));
+  }
+  try {
+    return await work();
+  } finally {
+    const next = hashesWaiting.shift();
+    if (next) next();
+    else hashesRunning--;
+  }
+}
+
 export function hashPassword(password: string): Promise<string> {
-  return argon2.hash(password, ARGON2_OPTIONS);
+  return withHashSlot(() => argon2.hash(password, ARGON2_OPTIONS));
 }
 
 export async function verifyPassword(hash: string, password: string): Promise<boolean> {
-  try {
-    return await argon2.verify(hash, password);
-  } catch {
-    return false;
-  }
+  return withHashSlot(async () => {
+    try {
+      return await argon2.verify(hash, password);
+    } catch {
+      return false;
+    }
+  });
 }
 
 let dummyHash: Promise<string> | null = null;
