@@ -38,10 +38,11 @@ const DEBIAN_PACKAGES = {
     ...MEDIASOUP_BUILD_PACKAGES,
     { name: 'redis-server', check: 'command -v redis-server' },
     { name: 'chromium', check: 'test -x /usr/bin/chromium' },
-    // The topology suite puts Debian's HAProxy in front of its nodes; the deployment tests
-    // validate docker-compose.yml with docker-compose 1.29 (no engine needed) and make a
-    // throw-away certificate with openssl.
+    // The topology suite puts Debian's HAProxy in front of its nodes and runs coturn with the
+    // shipped configuration; the deployment tests validate docker-compose.yml with
+    // docker-compose 1.29 (no engine needed) and make throw-away certificates with openssl.
     { name: 'haproxy', check: 'command -v haproxy' },
+    { name: 'coturn', check: 'command -v turnserver' },
     { name: 'docker-compose', check: 'command -v docker-compose' },
     { name: 'openssl', check: 'command -v openssl' },
   ],
