@@ -102,17 +102,21 @@ test(`${RUNS} generated hostile HTTP requests: no 500, typed errors only, nothin
   const failures: string[] = [];
   const statuses = new Map<string, number>();
   const kinds = new Map<string, number>();
+  const msByKind = new Map<string, number>();
   await pool(samples, 8, async (r) => {
     const headers: Record<string, string> = r.contentType ? { 'content-type': r.contentType } : {};
     let res;
+    const started = performance.now();
     try {
       res = await raw.request(r.method, r.path, r.body, headers);
+      msByKind.set(r.kind, (msByKind.get(r.kind) ?? 0) + performance.now() - started);
     } catch (err) {
       failures.push(`${r.method} ${r.path.slice(0, 120)} [${r.kind}]: no answer (${(err as Error).message})`);
       return;
     }
     const label = `${r.method} ${r.path.slice(0, 120)} [${r.kind}, ${r.contentType}]`;
     statuses.set(String(res.status), (statuses.get(String(res.status)) ?? 0) + 1);
+    if (res.status === 401 && process.env.FUZZ_DEBUG) console.log(label, res.body);
     kinds.set(r.kind, (kinds.get(r.kind) ?? 0) + 1);
     if (res.status >= 500) failures.push(`${label}: HTTP ${res.status} ${res.body.slice(0, 200)}`);
     if (res.status < 400) {
@@ -133,7 +137,7 @@ test(`${RUNS} generated hostile HTTP requests: no 500, typed errors only, nothin
     if (/at .*\.(ts|js):\d+|Error:|SqliteError|stack/i.test(res.body)) failures.push(`${label}: internals leaked ${res.body.slice(0, 200)}`);
   });
   // eslint-disable-next-line no-console
-  console.log(`fuzz-http seed ${SEED}: ${samples.length} requests; statuses ${JSON.stringify(Object.fromEntries(statuses))}; kinds ${JSON.stringify(Object.fromEntries(kinds))}`);
+  console.log(`fuzz-http seed ${SEED}: ${samples.length} requests; statuses ${JSON.stringify(Object.fromEntries(statuses))}; kinds ${JSON.stringify(Object.fromEntries(kinds))}; mean ms by kind ${JSON.stringify(Object.fromEntries([...msByKind].map(([k, v]) => [k, Math.round(v / (kinds.get(k) ?? 1))])))}`);
   expect(failures.slice(0, 20)).toEqual([]);
   // The server runs in this process: a polluted prototype would show here.
   expect(({} as Record<string, unknown>).polluted).toBeUndefined();
