@@ -652,6 +652,79 @@ export function describeStoreContract(name: string, open: () => Promise<Store>):
         expect(stored.map((r) => r.details.i).sort((x, y) => Number(x) - Number(y))).toEqual(expectedSeqs.map((s) => s - 1));
         expect(await audit.verify('site-a')).toEqual({ chains: [{ siteId: 'site-a', records: 20 }], breaks: [] });
       });
+
+      test('search: each filter, newest first by (time, seq), keyset cursor, one site only', async () => {
+        let now = T0;
+        const audit = new AuditService(store.audit, () => new Date(now));
+        const actor = (userId: string, ip: string) => ({ userId, role: 'clinician', ip, userAgent: null });
+        // Two records share a time: (time, seq) orders them, and the cursor must not skip one.
+        await audit.record({ siteId: 'site-a', type: 'auth.login', action: 'E', outcome: 4, actor: actor('u1', '10.0.0.1'), objects: [{ type: 'user', id: 'u1' }] });
+        await audit.record({ siteId: 'site-a', type: 'case.read', action: 'R', actor: actor('u1', '10.0.0.1'), objects: [{ type: 'case', id: 'c1' }] });
+        now = T0 + 60_000;
+        await audit.record({ siteId: 'site-a', type: 'case.update', action: 'U', actor: actor('u2', '10.0.0.2'), objects: [{ type: 'case', id: 'c1' }, { type: 'material', id: 'm1' }] });
+        await audit.record({ siteId: 'site-a', type: 'auth.logout', action: 'E', actor: actor('u2', '10.0.0.2'), objects: [{ type: 'user', id: 'u2' }] });
+        await audit.record({ siteId: 'site-b', type: 'case.read', action: 'R', actor: actor('u1', '10.0.0.1'), objects: [{ type: 'case', id: 'c1' }] });
+        const seqs = async (filter: Parameters<typeof store.audit.search>[1], cursor: { time: string; seq: number } | null = null, limit = 10) =>
+          (await store.audit.search('site-a', filter, cursor, limit)).map((r) => r.seq);
+        expect(await seqs({})).toEqual([4, 3, 2, 1]);
+        expect(await seqs({ actorUserId: 'u1' })).toEqual([2, 1]);
+        expect(await seqs({ ip: '10.0.0.2' })).toEqual([4, 3]);
+        expect(await seqs({ objectType: 'case', objectId: 'c1' })).toEqual([3, 2]);
+        expect(await seqs({ objectType: 'material' })).toEqual([3]);
+        expect(await seqs({ type: 'case.read' })).toEqual([2]);
+        expect(await seqs({ typePrefix: 'auth.' })).toEqual([4, 1]);
+        expect(await seqs({ action: 'U' })).toEqual([3]);
+        expect(await seqs({ outcome: 4 })).toEqual([1]);
+        const minute = new Date(T0 + 60_000).toISOString();
+        expect(await seqs({ from: minute })).toEqual([4, 3]);
+        expect(await seqs({ to: minute })).toEqual([2, 1]);
+        expect(await seqs({ actorUserId: 'u2', typePrefix: 'case.' })).toEqual([3]);
+        // Keyset paging: strictly after the cursor in (time desc, seq desc) order.
+        const [first] = await store.audit.search('site-a', {}, null, 1);
+        expect(await seqs({}, { time: first!.time, seq: first!.seq }, 2)).toEqual([3, 2]);
+        const page2 = await store.audit.search('site-a', {}, { time: first!.time, seq: first!.seq }, 2);
+        expect(await seqs({}, { time: page2[1]!.time, seq: page2[1]!.seq }, 2)).toEqual([1]);
+        expect(await seqs({}, null, 0)).toEqual([]);
+        expect((await store.audit.search('site-b', {}, null, 10)).map((r) => r.siteId)).toEqual(['site-b']);
+      });
+
+      test('usageAggregates: per month and type, distinct actors, uploads by type, consultations of two users, media seconds', async () => {
+        let now = Date.parse('2026-03-31T23:00:00.000Z');
+        const audit = new AuditService(store.audit, () => new Date(now));
+        const as = (userId: string) => ({ userId, role: 'clinician', ip: null, userAgent: null });
+        await audit.record({ siteId: 'site-a', type: 'auth.login', action: 'E', actor: as('u1') });
+        await audit.record({ siteId: 'site-a', type: 'auth.login', action: 'E', actor: as('u1') });
+        await audit.record({ siteId: 'site-a', type: 'auth.login', action: 'E', outcome: 4, actor: as('u3') });
+        await audit.record({ siteId: 'site-a', type: 'room.join', action: 'E', actor: as('u1'), objects: [{ type: 'case', id: 'c1' }] });
+        await audit.record({ siteId: 'site-a', type: 'room.join', action: 'E', actor: as('u2'), objects: [{ type: 'case', id: 'c1' }] });
+        await audit.record({ siteId: 'site-a', type: 'room.join', action: 'E', actor: as('u1'), objects: [{ type: 'case', id: 'c2' }] });
+        await audit.record({ siteId: 'site-a', type: 'material.upload', action: 'C', actor: as('u1'), details: { mime: 'image/png' } });
+        await audit.record({ siteId: 'site-a', type: 'media.stop', action: 'E', actor: as('u1'), details: { durationSeconds: 30 } });
+        now = Date.parse('2026-04-02T10:00:00.000Z');
+        await audit.record({ siteId: 'site-a', type: 'auth.login', action: 'E', actor: as('u2') });
+        await audit.record({ siteId: 'site-a', type: 'case.create', action: 'C', actor: as('u2') });
+        await audit.record({ siteId: 'site-a', type: 'material.upload', action: 'C', actor: as('u2'), details: { mime: 'image/tiff' } });
+        await audit.record({ siteId: 'site-a', type: 'material.upload', action: 'C', outcome: 4, actor: as('u2'), details: { reason: 'ABORTED' } });
+        await audit.record({ siteId: 'site-b', type: 'auth.login', action: 'E', actor: as('u9') });
+        const agg = await store.audit.usageAggregates('site-a', '2026-03-01T00:00:00.000Z', '2026-05-01T00:00:00.000Z');
+        const sort = <T,>(rows: T[]) => [...rows].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+        expect(sort(agg.counts)).toEqual(
+          sort([
+            { month: '2026-03', type: 'auth.login', outcome: 0, records: 2, actors: 1 },
+            { month: '2026-03', type: 'auth.login', outcome: 4, records: 1, actors: 1 },
+            { month: '2026-03', type: 'room.join', outcome: 0, records: 3, actors: 2 },
+            { month: '2026-04', type: 'auth.login', outcome: 0, records: 1, actors: 1 },
+            { month: '2026-04', type: 'case.create', outcome: 0, records: 1, actors: 1 },
+          ]),
+        );
+        expect(agg.activeUsers).toBe(2);
+        expect(sort(agg.materials)).toEqual(sort([{ month: '2026-03', mime: 'image/png', count: 1 }, { month: '2026-04', mime: 'image/tiff', count: 1 }]));
+        expect(agg.consultations).toEqual([{ month: '2026-03', count: 1 }]);
+        expect(agg.mediaSeconds).toEqual([{ month: '2026-03', seconds: 30 }]);
+        const april = await store.audit.usageAggregates('site-a', '2026-04-01T00:00:00.000Z', '2026-05-01T00:00:00.000Z');
+        expect(april.activeUsers).toBe(1);
+        expect(april.consultations).toEqual([]);
+      });
     });
 
     describe('data keys', () => {
