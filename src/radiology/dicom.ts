@@ -4,6 +4,7 @@
 // header a viewer receives.
 import { createHmac } from 'node:crypto';
 import dcmjs from 'dcmjs';
+import { NativeCodecs, Transcoder } from 'dcmjs-codecs';
 import sharp from 'sharp';
 
 const { DicomMessage, DicomMetaDictionary, DicomDict } = dcmjs.data;
@@ -16,8 +17,44 @@ export const TS = {
   jpegBaseline: '1.2.840.10008.1.2.4.50',
 } as const;
 
+/**
+ * Compressed syntaxes decoded for rendering by dcmjs-codecs (WebAssembly builds of libjpeg,
+ * CharLS, OpenJPEG, OpenJPH); JPEG Baseline is decoded by sharp instead.
+ */
+export const DECODED_TRANSFER_SYNTAXES: readonly string[] = [
+  '1.2.840.10008.1.2.5', // RLE Lossless
+  '1.2.840.10008.1.2.4.57', // JPEG Lossless, process 14
+  '1.2.840.10008.1.2.4.70', // JPEG Lossless, first-order prediction
+  '1.2.840.10008.1.2.4.80', // JPEG-LS Lossless
+  '1.2.840.10008.1.2.4.81', // JPEG-LS Near-Lossless
+  '1.2.840.10008.1.2.4.90', // JPEG 2000 Lossless
+  '1.2.840.10008.1.2.4.91', // JPEG 2000
+  '1.2.840.10008.1.2.4.201', // HTJ2K Lossless
+  '1.2.840.10008.1.2.4.202', // HTJ2K Lossless RPCL
+  '1.2.840.10008.1.2.4.203', // HTJ2K
+];
+
 /** Transfer syntaxes accepted by every intake path: the ones this server can render. */
-export const SUPPORTED_TRANSFER_SYNTAXES: readonly string[] = [TS.explicitLittle, TS.implicitLittle, TS.jpegBaseline];
+export const SUPPORTED_TRANSFER_SYNTAXES: readonly string[] = [TS.explicitLittle, TS.implicitLittle, TS.jpegBaseline, ...DECODED_TRANSFER_SYNTAXES];
+
+let codecs: Promise<void> | null = null;
+
+/**
+ * The instance with its pixel data decoded to Explicit VR Little Endian when it is in one of the
+ * DECODED_TRANSFER_SYNTAXES; otherwise unchanged. Throws DicomIntakeError when it cannot be decoded.
+ */
+export async function decodedForRendering(p: ParsedInstance, file: Buffer): Promise<ParsedInstance> {
+  if (!DECODED_TRANSFER_SYNTAXES.includes(p.transferSyntaxUid)) return p;
+  codecs ??= NativeCodecs.initializeAsync();
+  await codecs;
+  try {
+    const transcoder = new Transcoder(toArrayBuffer(file));
+    transcoder.transcode(TS.explicitLittle);
+    return { ...p, transferSyntaxUid: TS.explicitLittle, dataset: transcoder.getElements() };
+  } catch {
+    throw new DicomIntakeError('MALFORMED', 'The compressed pixel data could not be decoded.');
+  }
+}
 
 /** Storage SOP classes accepted (name for docs and material names). */
 export const SUPPORTED_SOP_CLASSES: Readonly<Record<string, string>> = {

@@ -103,7 +103,8 @@ export class DicomListener {
             context.setResult(PresentationContextResult.RejectAbstractSyntaxNotSupported);
             continue;
           }
-          const chosen = acceptable.find((ts) => offered.includes(ts));
+          // The peer lists its syntaxes in preference order (it may hold the data compressed only).
+          const chosen = offered.find((ts) => acceptable.includes(ts));
           if (chosen) context.setResult(PresentationContextResult.Accept, chosen);
           else context.setResult(PresentationContextResult.RejectTransferSyntaxesNotSupported);
         }

@@ -22,7 +22,7 @@ import { newId } from '../ids';
 import type { Patient } from '../protocol/cases';
 import { DICOM_STACK_MIME, type PublicRadiologyDocument, type PublicStack } from '../protocol/radiology';
 import { DuplicateKeyError, type Store } from '../store/types';
-import { DicomIntakeError, parseInstance, renderFrame, SUPPORTED_SOP_CLASSES, tiledLayout, viewerHeader, VL_WHOLE_SLIDE, writeTiledSlide, type ParsedInstance, type PatientFromHeader, type WindowLevel } from './dicom';
+import { decodedForRendering, DicomIntakeError, DECODED_TRANSFER_SYNTAXES, parseInstance, renderFrame, SUPPORTED_SOP_CLASSES, tiledLayout, viewerHeader, VL_WHOLE_SLIDE, writeTiledSlide, type ParsedInstance, type PatientFromHeader, type WindowLevel } from './dicom';
 import type { CaseKeyKind, InstanceRecord, SeriesRecord } from './model';
 import { InstanceStorage } from './storage';
 
@@ -134,6 +134,12 @@ export class RadiologyService {
     try {
       if (file.length > this.limits.maxInstanceBytes) throw new DicomIntakeError('TOO_LARGE', `Instances up to ${this.limits.maxInstanceBytes} bytes are accepted.`);
       parsed = parseInstance(file);
+      // Compressed pixel data is decoded once on arrival: an instance the viewer could not show is refused now.
+      if (DECODED_TRANSFER_SYNTAXES.includes(parsed.transferSyntaxUid)) {
+        await renderFrame(await decodedForRendering(parsed, file), 0, null).catch((err: unknown) => {
+          throw err instanceof DicomIntakeError ? err : new DicomIntakeError('MALFORMED', 'The compressed pixel data could not be decoded.');
+        });
+      }
     } catch (err) {
       if (err instanceof DicomIntakeError) await this.auditRefusal(siteId, source, err, file.length);
       throw err;
@@ -277,7 +283,7 @@ export class RadiologyService {
       throw err;
     }
     await this.store.radiology.addToSeries(siteId, series.id, file.length, now);
-    const deepZoomId = await this.deepZoom(siteId, targetCaseId, p, source, now);
+    const deepZoomId = await this.deepZoom(siteId, targetCaseId, p, file, source, now);
     await this.audit.record({
       siteId,
       type: 'radiology.instance.store',
@@ -298,7 +304,7 @@ export class RadiologyService {
    * (header window) and handed to the slide converter as a PNG material, which builds the
    * encrypted DeepZoom pyramid like for an upload. Returns the new material id, or null.
    */
-  private async deepZoom(siteId: string, caseId: string, p: ParsedInstance, source: IntakeSource, now: string): Promise<string | null> {
+  private async deepZoom(siteId: string, caseId: string, p: ParsedInstance, file: Buffer, source: IntakeSource, now: string): Promise<string | null> {
     if (!this.converter) return null;
     const tiled = tiledLayout(p);
     const large = p.frames === 1 && (p.rows * p.columns >= this.limits.deepZoomMinPixels || p.sopClassUid === VL_WHOLE_SLIDE);
@@ -311,7 +317,7 @@ export class RadiologyService {
         if (!(await writeTiledSlide(p, upload))) return null;
         mime = 'image/tiff';
       } else {
-        await fsp.writeFile(upload, (await renderFrame(p, 0, null)).png, { mode: 0o600, flag: 'wx' });
+        await fsp.writeFile(upload, (await renderFrame(await decodedForRendering(p, file), 0, null)).png, { mode: 0o600, flag: 'wx' });
         mime = 'image/png';
       }
     } catch {
@@ -638,7 +644,7 @@ export class RadiologyService {
     const { instance, file } = await this.loadInstance(actor, caseId, materialId, index);
     if (frame >= instance.frames) throw new NotFoundError();
     try {
-      return (await renderFrame(parseInstance(file), frame, window)).png;
+      return (await renderFrame(await decodedForRendering(parseInstance(file), file), frame, window)).png;
     } catch (err) {
       if (err instanceof DicomIntakeError) throw new AppError('UNSUPPORTED_FILE_TYPE', `This slice cannot be displayed: ${err.reason}`);
       throw err;

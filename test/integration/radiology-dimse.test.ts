@@ -210,18 +210,39 @@ test('img2dcm secondary capture (JPEG Baseline) becomes its own case and renders
   expect([meta.width, meta.height]).toEqual([96, 64]);
 });
 
-test('an unsupported transfer syntax (JPEG-LS) is refused at negotiation; nothing stored', async () => {
+test('JPEG-LS (dcmcjpls) is accepted and decoded for the viewer; MPEG-2 is refused at negotiation and nothing is stored', async () => {
   const series = ctSeries({ patient: PATIENT, slices: 1 });
   const [plain] = writeFiles(path.join(work, 'ls'), [series.slices[0]!.file]);
   const jls = path.join(work, 'ls', 'slice.jls.dcm');
   expect((await dcmtk('dcmcjpls', [plain!, jls])).code).toBe(0);
   const before = (await radiologyCases()).length;
-  // -xs proposes only JPEG-LS lossless for it: our side must refuse that presentation context.
-  const sent = await dcmtk('storescu', ['-xs', '-aet', 'MODALITY1', '-aec', 'CASECOLLAB', '127.0.0.1', dicomPort(), jls]);
+  // -xt proposes JPEG-LS lossless for it: accepted, stored as received, decoded to render.
+  const stored = await dcmtk('storescu', ['-xt', '-aet', 'MODALITY1', '-aec', 'CASECOLLAB', '127.0.0.1', dicomPort(), jls]);
+  expect(stored.code).toBe(0);
+  const cases = await radiologyCases();
+  expect(cases).toHaveLength(before + 1);
+  const ids = cases.filter((c) => c.title === 'CT study').map((c) => c.id);
+  let rendered = false;
+  for (const id of ids) {
+    const m = (await clinician.get(`/api/cases/${id}`).expect(200)).body.materials[0];
+    const stack = (await clinician.get(`/api/cases/${id}/materials/${m.id}/stack`).expect(200)).body.stack;
+    if (stack.slices.length !== 1) continue;
+    const png = await pngStats((await clinician.get(`/api/cases/${id}/materials/${m.id}/slices/0.png`).expect(200)).body);
+    // The first synthetic slice: a bright disc of radius 4 in the centre, air around it.
+    expect(png.pixels[32 * 64 + 32]).toBe(255);
+    expect(png.pixels[5 * 64 + 60]).toBe(0);
+    rendered = true;
+  }
+  expect(rendered).toBe(true);
+
+  // MPEG-2 video is not an image syntax we decode: no presentation context is accepted for it,
+  // and storescu cannot convert it to anything else, so nothing is sent.
+  const mpeg = ctSeries({ patient: PATIENT, slices: 1, transferSyntaxUid: '1.2.840.10008.1.2.4.100' });
+  const [mpegFile] = writeFiles(path.join(work, 'mpeg'), [mpeg.slices[0]!.file]);
+  const sent = await dcmtk('storescu', ['-aet', 'MODALITY1', '-aec', 'CASECOLLAB', '127.0.0.1', dicomPort(), mpegFile!]);
   expect(sent.code).not.toBe(0);
-  // We accepted no JPEG-LS context, so storescu had only uncompressed ones left and gave up.
-  expect(sent.out).toMatch(/unable to convert dataset from 'JPEG-LS Lossless'|no presentation context/i);
-  expect((await radiologyCases()).length).toBe(before);
+  expect(sent.out).toMatch(/no presentation context|unable to convert|not supported/i);
+  expect((await radiologyCases()).length).toBe(before + 1);
   const audit = await t.server.store.audit.listChain(siteId, 0, 10_000);
-  expect(audit.filter((r) => r.type === 'radiology.instance.store' && r.outcome === 0 && r.details.via === 'dimse').length).toBe(5 + 5 + 1);
+  expect(audit.filter((r) => r.type === 'radiology.instance.store' && r.outcome === 0 && r.details.via === 'dimse').length).toBe(5 + 5 + 1 + 1);
 });

@@ -97,8 +97,8 @@ test('STOW-RS with an intake token stores a series; the stored instance matches 
 test('STOW-RS answers per instance: a malformed part and an unsupported transfer syntax fail (409), nothing stored', async () => {
   const before = await caseCount();
   const garbage = Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), Buffer.from('this is not a dataset at all')]);
-  const jpeg2000 = ctSeries({ patient: PATIENT, slices: 1, transferSyntaxUid: '1.2.840.10008.1.2.4.90' }).slices[0]!.file;
-  const res = await client({ Authorization: `Bearer ${TOKEN}` }).store([garbage, jpeg2000]);
+  const mpeg2 = ctSeries({ patient: PATIENT, slices: 1, transferSyntaxUid: '1.2.840.10008.1.2.4.100' }).slices[0]!.file;
+  const res = await client({ Authorization: `Bearer ${TOKEN}` }).store([garbage, mpeg2]);
   expect(res.status).toBe(409);
   const body = JSON.parse(Buffer.from(res.body as ArrayBuffer).toString('utf8'));
   const reasons = body['00081198'].Value.map((item: Record<string, { Value: number[] }>) => item['00081197']!.Value[0]);
