@@ -9,10 +9,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import { chromium } from 'playwright-core';
 import sharp from 'sharp';
 import type { Socket as ClientSocket } from 'socket.io-client';
 import { MediaPeerProcess } from '../helpers/media';
-import { call, connect, nextEvent, RUN_LOG_DIR, socketFor, TestClient, waitFor, type TestServer } from '../helpers/server';
+import { call, connect, cookieHeaderOf, nextEvent, RUN_LOG_DIR, socketFor, TestClient, waitFor, type TestServer } from '../helpers/server';
 
 jest.setTimeout(120_000);
 
@@ -27,6 +28,8 @@ interface TopologyNode {
 }
 interface Topology {
   url: string;
+  publicUrl: string;
+  proxy: { log: string };
   httpUrl: string;
   ca: string;
   dir: string;
@@ -245,6 +248,44 @@ test('members on different nodes share one room through the proxy: presence, pre
   bob.disconnect();
 });
 
+test("Debian's Chromium opens the room's WebSocket through the proxy (HTTP/2 to HAProxy, the origin users type)", async () => {
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  try {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const sid = cookieHeaderOf(clinician).split('; ').find((c) => c.startsWith('__Host-sid='))!.slice('__Host-sid='.length);
+    await context.addCookies([{ name: '__Host-sid', value: sid, url: `${topo.publicUrl}/`, secure: true, httpOnly: true, sameSite: 'Lax' }]);
+    const page = await context.newPage();
+    expect((await page.goto(`${topo.publicUrl}/healthz`))!.status()).toBe(200);
+    // A Socket.IO handshake by hand: engine.io "open" (0...), then the namespace connect (40) and
+    // its answer with the socket id: the session cookie and the Origin passed the node's checks.
+    const frames = await page.evaluate(
+      (url) =>
+        new Promise<string[]>((resolve) => {
+          const got: string[] = [];
+          const ws = new WebSocket(url);
+          ws.onmessage = (e) => {
+            const data = String(e.data);
+            got.push(data);
+            if (data.startsWith('0{')) ws.send('40');
+            if (data.startsWith('40{')) {
+              ws.close();
+              resolve(got);
+            }
+          };
+          ws.onerror = () => resolve([...got, 'error']);
+          setTimeout(() => resolve([...got, 'timeout']), 10_000);
+        }),
+      `${topo.publicUrl.replace('https:', 'wss:')}/socket.io/?EIO=4&transport=websocket`,
+    );
+    expect(frames.at(-1)).toMatch(/^40\{"sid":/);
+    // The browser spoke HTTP/2 to HAProxy, which speaks HTTP/1.1 (and TLS) to the nodes.
+    await waitFor(() => fs.readFileSync(topo.proxy.log, 'utf8').includes('"GET https://localhost'), 'the proxy logged the browser request');
+    expect(fs.readFileSync(topo.proxy.log, 'utf8')).toMatch(/"GET https:\/\/localhost:\d+\/healthz HTTP\/2\.0"/);
+  } finally {
+    await browser.close();
+  }
+});
+
 test('media flows between WebRTC peers on different nodes; the room has one media home', async () => {
   if (!topo.media) throw new Error('the topology started without a mediasoup worker (node_modules/.mediasoup-worker-bin)');
   // Peers connect to the nodes directly so that each is known to be on its node.
@@ -313,7 +354,11 @@ test('a node killed with SIGKILL: its clients resume on the other node with ever
   expect(alice.socket.connected).toBe(true);
   // Writes whose answer never came are sent again with the same clientId: stored once.
   for (const message of unacked) {
-    const again = await call<{ seq: number }>(alice.socket, 'chat:send', { caseId, ...message });
+    // Sent as fast as the socket's write budget (20/s) allows; RATE_LIMITED means "again shortly".
+    const again = await waitFor(async () => {
+      const answer = await call<{ seq: number }>(alice.socket, 'chat:send', { caseId, ...message });
+      return answer.ok || answer.error.code !== 'RATE_LIMITED' ? answer : null;
+    }, 'the resent write is accepted', 20_000, 100);
     expect(again.ok).toBe(true);
     if (again.ok) acked.set(message.text, again.data.seq);
   }
