@@ -11,6 +11,8 @@ import { memoryLimiters } from '../http/rateLimit';
 import type { Logger } from '../observability/logger';
 import { SqliteStore } from '../store/sqlite';
 import type { Store } from '../store/types';
+import { Gauge } from 'prom-client';
+import { listBackups } from './backup';
 import { BackupScheduler } from './backupSchedule';
 import { FailedLoginAlerts } from './loginAlerts';
 
@@ -62,6 +64,8 @@ export function startGovernance(app: App, store: Store, keyring: KeyRing, config
     backups.start();
   }
 
+  registerGauges(app, g.backupDir, syslog);
+
   return {
     operator,
     syslog,
@@ -72,4 +76,28 @@ export function startGovernance(app: App, store: Store, keyring: KeyRing, config
       await syslog?.close();
     },
   };
+}
+
+/**
+ * Gauges an operator alerts on: the newest backup's age (from BACKUP_DIR itself, so backups taken
+ * by `npm run backup` count too) and the state of audit forwarding. No labels, no ids.
+ */
+function registerGauges(app: App, backupDir: string, syslog: SyslogForwarder | null): void {
+  const registers = [app.metrics.registry];
+  if (app.metrics.registry.getSingleMetric('backup_newest_timestamp_seconds')) return;
+  const newest: Gauge = new Gauge({
+    name: 'backup_newest_timestamp_seconds',
+    help: 'Creation time of the newest complete backup in BACKUP_DIR (0 when there is none); alert when older than 26 h',
+    registers,
+    collect: () => {
+      const times = listBackups(backupDir).map((b) => b.createdAt.getTime());
+      newest.set(times.length > 0 ? Math.max(...times) / 1000 : 0);
+    },
+  });
+  if (!syslog) return;
+  const forwarder = syslog;
+  const queued: Gauge = new Gauge({ name: 'audit_syslog_queue_length', help: 'Audit records waiting for the syslog collector', registers, collect: () => queued.set(forwarder.stats.queued) });
+  const connected: Gauge = new Gauge({ name: 'audit_syslog_connected', help: '1 while connected to the audit syslog collector', registers, collect: () => connected.set(forwarder.stats.connected ? 1 : 0) });
+  const dropped: Gauge = new Gauge({ name: 'audit_syslog_dropped_total', help: 'Audit records not forwarded because the queue was full (they stay in the store)', registers, collect: () => dropped.set(forwarder.stats.dropped) });
+  const sent: Gauge = new Gauge({ name: 'audit_syslog_sent_total', help: 'Audit records written to the syslog collector', registers, collect: () => sent.set(forwarder.stats.sent) });
 }

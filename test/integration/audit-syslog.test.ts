@@ -139,6 +139,11 @@ test('every audit record reaches the TLS collector as an RFC 5424 / DICOM audit 
   // A failure is a warning (severity 4).
   await t.client().login(me.user.email, 'wrong password for syslog').expect(401);
   await waitFor(() => collector!.messages.some((m) => m.toString().startsWith(`<${10 * 8 + 4}>1 `) && m.includes('originalText="auth.login"')), 'failed login forwarded as a warning');
+  // The forwarding state is a metric an operator can alert on.
+  const metrics = await t.server.app.metrics.registry.metrics();
+  expect(metrics).toMatch(/^audit_syslog_connected 1$/m);
+  expect(metrics).toMatch(/^audit_syslog_dropped_total 0$/m);
+  expect(Number(/^audit_syslog_sent_total (\d+)$/m.exec(metrics)![1])).toBeGreaterThanOrEqual(collector.messages.length);
   // No secret or patient field travels: only ids, types and outcomes.
   expect(collector.messages.map((m) => m.toString()).join('\n')).not.toContain('wrong password for syslog');
 });

@@ -150,8 +150,10 @@ test('operator aggregate: every site, behind its own bearer token on the metrics
   expect(JSON.stringify(ok.body)).not.toContain('someone@other.example');
   const system = await t.server.store.audit.listChain('_system', 0, 100_000);
   expect(system.some((r) => r.type === 'usage.operator.read' && r.actor.role === 'operator' && r.outcome === 0)).toBe(true);
-  // Metrics are still served beside it.
-  expect((await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).status).toBe(200);
+  // Metrics are still served beside it, with the age of the newest backup (none yet here).
+  const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+  expect(metrics.status).toBe(200);
+  expect(await metrics.text()).toMatch(/^backup_newest_timestamp_seconds 0$/m);
 });
 
 test('ten failed logins from one address raise one structured alert line, without the e-mail tried', async () => {
