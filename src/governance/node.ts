@@ -27,11 +27,12 @@ export interface GovernanceNode {
 /** Operator requests per client address per minute. */
 const OPERATOR_PER_IP_PER_MINUTE = 30;
 
-export function startGovernance(app: App, store: Store, keyring: KeyRing, config: Pick<Config, 'governance' | 'dataDir'>, logger: Logger): GovernanceNode {
+export function startGovernance(app: App, store: Store, keyring: KeyRing, config: Pick<Config, 'governance' | 'dataDir' | 'metricsPort'>, logger: Logger): GovernanceNode {
   const g = config.governance;
   const unsubscribe: (() => void)[] = [];
   // Read before anything starts: a missing or short token file stops the node at start-up.
   const tokenDigest = g.operatorTokenFile ? readOperatorToken(g.operatorTokenFile) : null;
+  if (tokenDigest && config.metricsPort === 0) logger.warn({ module: 'operator' }, 'OPERATOR_TOKEN_FILE is set but METRICS_PORT is 0: the operator endpoints are not served');
   const operator = operatorHandler({
     usage: app.usage,
     tokenDigest,
