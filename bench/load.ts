@@ -191,6 +191,21 @@ interface Phase {
   nodeCores: number;
   /** This load generator's own CPU: when it nears a core, the figures measure the client too. */
   clientCores: number;
+  /**
+   * Linux PSI "some" CPU pressure over the last 10 s (% of time something runnable waited for a
+   * core), machine-wide: high values mean other jobs took the cores and the figures say more
+   * about them than about the node.
+   */
+  cpuPressurePercent: number | null;
+}
+
+function cpuPressure(): number | null {
+  try {
+    const m = /some avg10=([\d.]+)/.exec(fs.readFileSync('/proc/pressure/cpu', 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
 }
 
 async function loginStorm(work: string) {
@@ -282,6 +297,7 @@ async function loginStorm(work: string) {
         fanout: { sent, delivered, expected: sent * FOLLOWERS, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) },
         nodeCores: cores,
         clientCores,
+        cpuPressurePercent: cpuPressure(),
       };
       await Promise.all(inFlight); // stragglers finish outside the next phase's window
       return result;
@@ -385,7 +401,7 @@ async function main(): Promise<void> {
     out.push('', `Login storm: ${LOGINS_PER_S} logins/s offered for ${PHASE_S} s, room of 1 presenter + ${FOLLOWERS} followers at ${VIEWPORT_HZ} Hz`);
     out.push(
       ...table(
-        ['phase', 'logins/s', 'login p50 ms', 'login p99 ms', 'loop p50 ms', 'loop p99 ms', 'loop max ms', 'fan-out p50 ms', 'fan-out p99 ms', 'delivered', 'node cores', 'client cores'],
+        ['phase', 'logins/s', 'login p50 ms', 'login p99 ms', 'loop p50 ms', 'loop p99 ms', 'loop max ms', 'fan-out p50 ms', 'fan-out p99 ms', 'delivered', 'node cores', 'client cores', 'cpu pressure %'],
         [storm.before, storm.during].map((p) => [
           p.phase,
           fmt(p.loginsPerSecond),
@@ -399,6 +415,7 @@ async function main(): Promise<void> {
           `${p.fanout.delivered}/${p.fanout.expected}`,
           fmt(p.nodeCores, 2),
           fmt(p.clientCores, 2),
+          fmt(p.cpuPressurePercent, 0),
         ]),
       ),
     );
