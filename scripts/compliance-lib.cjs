@@ -35,6 +35,7 @@ function missingTests(matrix, root = ROOT) {
       const file = path.join(root, t.file);
       if (!cache.has(file)) cache.set(file, fs.existsSync(file) ? declaredTitles(fs.readFileSync(file, 'utf8')) : null);
       const titles = cache.get(file);
+      if (t.suite && !fs.existsSync(path.join(root, t.suite))) missing.push({ promise: promise.id, file: t.suite, name: t.name, reason: 'no such suite' });
       if (titles === null) missing.push({ promise: promise.id, file: t.file, name: t.name, reason: 'no such file' });
       else if (!titles.has(t.name)) missing.push({ promise: promise.id, file: t.file, name: t.name, reason: 'no test with this exact title in the file' });
     }
@@ -67,10 +68,4 @@ function docSection(text) {
   return text.slice(start, end + END.length);
 }
 
-/** A regular expression source matching exactly the given test titles (for jest -t). */
-function titlePattern(names) {
-  const escaped = [...new Set(names)].map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-  return `(${escaped.join('|')})$`;
-}
-
-module.exports = { ROOT, MATRIX_FILE, DOC_FILE, BEGIN, END, loadMatrix, declaredTitles, missingTests, renderTable, renderDocSection, docSection, titlePattern };
+module.exports = { ROOT, MATRIX_FILE, DOC_FILE, BEGIN, END, loadMatrix, declaredTitles, missingTests, renderTable, renderDocSection, docSection };
