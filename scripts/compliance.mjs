@@ -84,9 +84,9 @@ const rows = matrix.promises.map((p) => {
   return { id: p.id, seeds: p.seeds.join(','), passed, total: states.length, verdict, failed };
 });
 const w = Math.max(...rows.map((r) => r.id.length));
-process.stdout.write(`\n${'promise'.padEnd(w)}  seeds           tests   result\n`);
+process.stdout.write(`\n${'promise'.padEnd(w)}  ${'seeds'.padEnd(20)}  tests   result\n`);
 for (const r of rows) {
-  process.stdout.write(`${r.id.padEnd(w)}  ${r.seeds.padEnd(14)}  ${`${r.passed}/${r.total}`.padEnd(6)}  ${r.verdict}\n`);
+  process.stdout.write(`${r.id.padEnd(w)}  ${r.seeds.padEnd(20)}  ${`${r.passed}/${r.total}`.padEnd(6)}  ${r.verdict}\n`);
   for (const f of r.failed) process.stdout.write(`${' '.repeat(w)}    - ${f}\n`);
 }
 const ok = rows.every((r) => r.verdict === 'PASS');
