@@ -147,3 +147,23 @@ test('every audit record reaches the TLS collector as an RFC 5424 / DICOM audit 
   // No secret or patient field travels: only ids, types and outcomes.
   expect(collector.messages.map((m) => m.toString()).join('\n')).not.toContain('wrong password for syslog');
 });
+
+test('a collector whose certificate the CA file did not sign gets nothing: the node refuses to talk to an impostor', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cc-syslog-'));
+  const trusted = await certificate('collector', 'serverAuth');
+  const impostor = await certificate('collector', 'serverAuth');
+  const clientCert = await certificate('case-collab-node', 'clientAuth');
+  fs.writeFileSync(path.join(dir, 'ca.pem'), trusted.cert);
+  const port = await freePort();
+  const fake = await startCollector(port, { cert: impostor.cert, key: impostor.private }, clientCert.cert);
+  const node = await startTestServer({ AUDIT_SYSLOG_URL: `tls://127.0.0.1:${port}`, AUDIT_SYSLOG_CA_FILE: path.join(dir, 'ca.pem') });
+  try {
+    await node.demoLogin('clinician');
+    await waitFor(() => node.logs.some((l) => l.includes('"alert":"audit_syslog_unreachable"') && l.includes('self-signed')), 'certificate refused and logged');
+    expect(fake.messages).toEqual([]);
+    expect(await node.server.app.metrics.registry.metrics()).toMatch(/^audit_syslog_connected 0$/m);
+  } finally {
+    await node.close();
+    await fake.close();
+  }
+});
