@@ -398,13 +398,6 @@ export const MIGRATIONS: Migration[] = [
     // whole trail (1.4 s at 1.2 M records, docs/benchmarks.md); with its own index it is a range.
     sql: `CREATE INDEX audit_site_action ON audit_events(site_id, action, time, seq);`,
   },
-  {
-    version: 10,
-    name: 'audit search: action index',
-    // An action filter alone (e.g. every delete) matched nothing fast only by scanning the site's
-    // whole trail (1.4 s at 1.2 M records, docs/benchmarks.md); with its own index it is a range.
-    sql: `CREATE INDEX audit_site_action ON audit_events(site_id, action, time, seq);`,
-  },
 ];
 
 export function migrate(db: Database.Database): number {
