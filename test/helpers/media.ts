@@ -41,8 +41,8 @@ export class MediaPeerProcess {
     });
   }
 
-  /** Starts a peer process and connects its socket with `client`'s session. */
-  static async start(server: TestServer, client: TestClient): Promise<MediaPeerProcess> {
+  /** Starts a peer process and connects its socket with `session` (a signed-in client, or a cookie header such as a patient's). */
+  static async start(server: TestServer, session: TestClient | string, options: { recordAll?: boolean } = {}): Promise<MediaPeerProcess> {
     const child = fork(path.join(__dirname, 'mediaPeer.cjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     await new Promise<void>((resolve, reject) => {
       child.once('message', () => resolve());
@@ -50,7 +50,8 @@ export class MediaPeerProcess {
       child.once('exit', (code) => reject(new Error(`media peer exited with ${code}`)));
     });
     const peer = new MediaPeerProcess(child);
-    const { socketId } = await peer.cmd<{ socketId: string }>('connect', { url: server.url, cookie: cookieHeaderOf(client), ca: server.ca });
+    const cookie = typeof session === 'string' ? session : cookieHeaderOf(session);
+    const { socketId } = await peer.cmd<{ socketId: string }>('connect', { url: server.url, cookie, ca: server.ca, recordAll: options.recordAll ?? false });
     peer.socketId = socketId;
     return peer;
   }
@@ -63,12 +64,26 @@ export class MediaPeerProcess {
     });
   }
 
+  /** Emits `event` and returns the ack envelope as is. */
+  raw<T = unknown>(event: string, payload: unknown): Promise<{ ok: true; data: T } | { ok: false; error: { code: string; message: string } }> {
+    return this.cmd('raw', { event, payload });
+  }
+
+  /** Every event the socket received (started with recordAll). */
+  received(): { event: string; payload: unknown }[] {
+    return this.events.filter((e) => e.event === 'any').map((e) => e.payload as { event: string; payload: unknown });
+  }
+
+  waitForReceived(event: string, match: (payload: Record<string, unknown>) => boolean = () => true, reason = `event ${event}`, timeoutMs = 15_000) {
+    return waitFor(() => this.received().find((e) => e.event === event && match((e.payload ?? {}) as Record<string, unknown>)), reason, timeoutMs);
+  }
+
   stats(): Promise<ConsumerStats[]> {
     return this.cmd<ConsumerStats[]>('stats');
   }
 
   /** Waits until every consumer of `kind` (at least `count` of them) has received more bytes than before. */
-  async waitForFlow(reason: string, count = 1, kind?: 'audio' | 'video', timeoutMs = 20_000): Promise<ConsumerStats[]> {
+  async waitForFlow(reason: string, count = 1, kind?: 'audio' | 'video', timeoutMs = 30_000): Promise<ConsumerStats[]> {
     const first = new Map((await this.stats()).map((s) => [s.consumerId, s.bytes]));
     return waitFor(
       async () => {

@@ -138,8 +138,11 @@ async function produce(source, { simulcast = false } = {}) {
 }
 
 const commands = {
-  async connect({ url, cookie, ca }) {
+  /** `recordAll`: forward every event the socket receives ({ event: 'any' }), for tests that check what reaches a patient. */
+  async connect({ url, cookie, ca, recordAll = false }) {
     state.socket = io(url, { path: '/socket.io', transports: ['websocket'], reconnection: false, ca, extraHeaders: { Cookie: cookie } });
+    if (recordAll) state.socket.onAny((event, payload) => process.send({ event: 'any', payload: { event, payload } }));
+    state.socket.on('disconnect', (reason) => process.send({ event: 'socket:disconnect', payload: { reason } }));
     await new Promise((resolve, reject) => {
       state.socket.once('connect', resolve);
       state.socket.once('connect_error', reject);
@@ -171,6 +174,11 @@ const commands = {
     state.roomId = caseId;
     const snapshot = await call('room:join', { caseId });
     return { members: snapshot.members.length };
+  },
+  /** A follow-up call is joined with its own events, not room:join: name the media room directly. */
+  setRoom({ roomId }) {
+    state.roomId = roomId;
+    return null;
   },
   joinMedia: () => joinMedia(),
   produce: ({ source, simulcast }) => produce(source, { simulcast }),
