@@ -25,6 +25,8 @@ export type ProducerMeta = {
   socketId: string;
   userId: string;
   name: string;
+  /** When the producer started (ms since epoch): media.stop records its duration. */
+  startedAt: number;
 };
 
 interface MediaPeerEvents {

@@ -42,7 +42,9 @@ export interface MediaAuditEvent {
   roomId: string;
   kind: 'audio' | 'video';
   source: string;
-  reason?: string;
+  producerId: string;
+  /** media.stop only: how long the stream ran (usage statistics sum it as media minutes). */
+  durationSeconds?: number;
 }
 
 interface MediaRoomEvents {
@@ -163,7 +165,7 @@ export class MediaRoom extends EventEmitter<MediaRoomEvents> {
     const peer = new MediaPeer(identity, this.settings.limits);
     peer.on('producerClosed', (producer) => {
       this.notifier.toRoom(this.broadcastRoom, 'media:producer:closed', { roomId: this.roomId, producerId: producer.id });
-      this.emit('audit', { type: 'media.stop', peer: identity, roomId: this.roomId, kind: producer.kind, source: producer.appData.source });
+      this.emit('audit', { type: 'media.stop', peer: identity, roomId: this.roomId, kind: producer.kind, source: producer.appData.source, producerId: producer.id, durationSeconds: Math.max(0, Math.round((Date.now() - producer.appData.startedAt) / 100) / 10) });
     });
     this.#peers.set(identity.socketId, peer);
     return {
@@ -228,7 +230,7 @@ export class MediaRoom extends EventEmitter<MediaRoomEvents> {
     // One producer per source: a second camera replaces nothing silently; the client closes the first.
     for (const p of peer.producers.values()) if (p.appData.source === input.source) throw new AppError('CONFLICT', `This connection already sends its ${input.source}.`);
     peer.assertCanAdd('producer');
-    const meta: ProducerMeta = { source: input.source, socketId, userId: peer.identity.userId, name: peer.identity.name };
+    const meta: ProducerMeta = { source: input.source, socketId, userId: peer.identity.userId, name: peer.identity.name, startedAt: Date.now() };
     const producer = await mediasoupCall(() =>
       transport.produce<ProducerMeta>({ kind: input.kind, rtpParameters: input.rtpParameters, paused: input.paused ?? false, appData: meta }),
     );
@@ -238,7 +240,7 @@ export class MediaRoom extends EventEmitter<MediaRoomEvents> {
     }
     peer.addProducer(producer);
     if (producer.kind === 'audio') await this.#speaker.addProducer({ producerId: producer.id }).catch(() => undefined);
-    this.emit('audit', { type: 'media.start', peer: peer.identity, roomId: this.roomId, kind: producer.kind, source: input.source });
+    this.emit('audit', { type: 'media.start', peer: peer.identity, roomId: this.roomId, kind: producer.kind, source: input.source, producerId: producer.id });
     this.notifier.toRoom(this.broadcastRoom, 'media:producer:added', { roomId: this.roomId, producer: this.#info(producer) });
     return { producerId: producer.id };
   }

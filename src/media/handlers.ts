@@ -78,6 +78,6 @@ export function recordMediaAudit(audit: AuditService, event: MediaAuditEvent): P
     action: 'E',
     actor: { userId: event.peer.userId, role: event.peer.role, ip: event.peer.ip, userAgent: event.peer.userAgent },
     objects: [{ type: 'room', id: event.roomId }],
-    details: { kind: event.kind, source: event.source },
+    details: { kind: event.kind, source: event.source, producerId: event.producerId, ...(event.durationSeconds === undefined ? {} : { durationSeconds: event.durationSeconds }) },
   });
 }

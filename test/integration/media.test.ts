@@ -251,5 +251,9 @@ test('media start and stop are audited', async () => {
   }, 'media.stop audit record');
   const start = records.find((r) => r.type === 'media.start' && r.details.source === 'mic');
   expect(start).toMatchObject({ action: 'E', objects: [{ type: 'room', id: caseId }], details: { kind: 'audio', source: 'mic' } });
-  expect(records.some((r) => r.type === 'media.stop' && r.details.source === 'mic')).toBe(true);
+  const stop = records.find((r) => r.type === 'media.stop' && r.details.source === 'mic');
+  // The stop names the same stream and how long it ran (usage statistics sum it as media minutes).
+  expect(stop!.details.producerId).toBe(start!.details.producerId);
+  expect(typeof stop!.details.durationSeconds).toBe('number');
+  expect(stop!.details.durationSeconds as number).toBeGreaterThanOrEqual(0);
 });
