@@ -45,6 +45,7 @@ export const ACTIONS = {
   'user.update': { roles: ADMIN },
   'user.resetPassword': { roles: ADMIN },
   'user.revokeSessions': { roles: ADMIN },
+  'user.unlock': { roles: ADMIN },
   'site.readAlerts': { roles: ADMIN },
   // The site's audit trail and usage figures are the site admin's (seed 003: records "to
   // hospital staff"); reading, exporting and verifying them is audited in turn.

@@ -249,6 +249,15 @@ export function identityRoutes(deps: IdentityRouteDeps): Router {
   );
 
   router.post(
+    '/admin/users/:id/unlock',
+    auth(),
+    route({ params: idParamSchema }, async ({ req, res, params }) => {
+      await sensitive(req, res);
+      return { user: toPublicUser(await identity.unlockUser(req.actor!, requestContext(req), params.id)) };
+    }),
+  );
+
+  router.post(
     '/admin/users/:id/revoke-sessions',
     auth(),
     route({ params: idParamSchema }, async ({ req, res, params }) => {

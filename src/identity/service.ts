@@ -547,6 +547,32 @@ export class IdentityService extends EventEmitter<IdentityEvents> {
     return { user: updated!, oneTimePassword };
   }
 
+  /**
+   * Clears a lockout and the failure count before the lock expires (the user called the help desk
+   * and proved who they are); the password stays. Audited like every account change.
+   */
+  async unlockUser(actor: Actor, ctx: RequestContext, userId: string): Promise<UserRecord> {
+    const user = await this.mustFindUser(actor.siteId, userId);
+    requireAuthorized(actor, 'user.unlock', { siteId: user.siteId });
+    const wasLocked = !!user.lockedUntil && Date.parse(user.lockedUntil) > this.clock().getTime();
+    const updated = await this.store.users.update(actor.siteId, userId, {
+      failedLoginCount: 0,
+      failedLoginWindowStart: null,
+      lockedUntil: null,
+      updatedAt: this.clock().toISOString(),
+      updatedBy: actor.userId,
+    });
+    await this.audit.record({
+      siteId: actor.siteId,
+      type: 'auth.unlock',
+      action: 'U',
+      actor: this.auditActor(actor, ctx),
+      objects: [{ type: 'user', id: userId }],
+      details: { wasLocked },
+    });
+    return updated!;
+  }
+
   async revokeSessions(actor: Actor, ctx: RequestContext, userId: string): Promise<number> {
     const user = await this.mustFindUser(actor.siteId, userId);
     requireAuthorized(actor, 'user.revokeSessions', { siteId: user.siteId });

@@ -138,7 +138,8 @@ describe('administration pages', () => {
     await alerts.getByRole('button', { name: 'Manage Nora Newcomer' }).click();
     const detail = admin.getByRole('region', { name: 'Nora Newcomer' });
     await detail.getByText(/Locked until/).waitFor();
-    await detail.getByRole('button', { name: 'Unlock and reset password' }).click();
+    await detail.getByRole('button', { name: 'Unlock', exact: true }).waitFor();
+    await detail.getByRole('button', { name: 'Reset password' }).click();
     await detail.getByRole('button', { name: 'Click again to confirm' }).click();
     const secret = admin.locator('.one-time-password');
     await secret.getByText('New one-time password for Nora Newcomer').waitFor();

@@ -142,6 +142,7 @@ const EXPECTED: Record<string, HttpRule> = {
   'GET /api/admin/users/:id': { access: 'user.read', scope: 'resource', build: () => ({ path: `/api/admin/users/${f.targetUser}` }) },
   'PATCH /api/admin/users/:id': { access: 'user.update', scope: 'resource', build: () => ({ path: `/api/admin/users/${f.targetUser}`, body: { name: `Target ${n++}` } }) },
   'POST /api/admin/users/:id/reset-password': { access: 'user.resetPassword', scope: 'resource', build: () => ({ path: `/api/admin/users/${f.targetUser}/reset-password` }) },
+  'POST /api/admin/users/:id/unlock': { access: 'user.unlock', scope: 'resource', build: () => ({ path: `/api/admin/users/${f.targetUser}/unlock` }) },
   'POST /api/admin/users/:id/revoke-sessions': { access: 'user.revokeSessions', scope: 'resource', build: () => ({ path: `/api/admin/users/${f.targetUser}/revoke-sessions` }) },
   'GET /api/admin/audit': { access: 'audit.read', scope: 'site', build: () => ({ path: '/api/admin/audit' }) },
   'GET /api/admin/audit/export': { access: 'audit.export', scope: 'site', build: () => ({ path: '/api/admin/audit/export?format=csv' }) },

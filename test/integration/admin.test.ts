@@ -58,6 +58,20 @@ test('role and permission changes apply on the next request and each one is audi
   expect(types.filter((x) => x === 'user.permission.change')).toHaveLength(2);
 });
 
+test('a site admin unlocks a locked account: the same password works again at once; only admins may', async () => {
+  const u = await createAndActivate('unlock.me@demo.local');
+  for (let i = 0; i < 5; i++) await t.client().login('unlock.me@demo.local', 'not the password at all').expect(401);
+  expect((await admin.get(`/api/admin/users/${u.id}`).expect(200)).body.user.lockedUntil).not.toBeNull();
+  await t.client().login('unlock.me@demo.local', u.password).expect(401);
+  await u.client.post(`/api/admin/users/${u.id}/unlock`).expect(403);
+  const unlocked = await admin.post(`/api/admin/users/${u.id}/unlock`).expect(200);
+  expect(unlocked.body.user.lockedUntil).toBeNull();
+  await t.client().login('unlock.me@demo.local', u.password).expect(200);
+  const chain = await t.server.store.audit.listChain(siteId, 0, 100_000);
+  expect(chain.find((r) => r.type === 'auth.unlock' && r.objects.some((o) => o.id === u.id))).toMatchObject({ action: 'U', details: { wasLocked: true } });
+  await admin.post('/api/admin/users/NoSuchUserNoSuchUser00/unlock').expect(404);
+});
+
 test('Stop Access takes effect on the very next request and blocks login', async () => {
   const u = await createAndActivate('stop.me@demo.local');
   await u.client.get('/api/me').expect(200);

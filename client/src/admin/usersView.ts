@@ -261,7 +261,20 @@ class UsersPage {
       );
     });
 
-    const reset = confirmingButton(isLocked(u) ? 'Unlock and reset password' : 'Reset password', 'Click again to confirm', async () => {
+    // Unlock keeps the password (the person proved who they are to the help desk); a reset also
+    // clears the lock and issues a new one-time password.
+    const unlock = isLocked(u)
+      ? confirmingButton('Unlock', 'Click again to unlock', async () => {
+          try {
+            const { user } = await this.ctx.api.post<{ user: PublicUser }>(`/api/admin/users/${u.id}/unlock`);
+            this.#replace(user);
+            ok(`${user.name} is unlocked and can sign in with their password.`);
+          } catch (err) {
+            fail(err);
+          }
+        })
+      : null;
+    const reset = confirmingButton('Reset password', 'Click again to confirm', async () => {
       try {
         const { user, oneTimePassword } = await this.ctx.api.post<{ user: PublicUser; oneTimePassword: string }>(`/api/admin/users/${u.id}/reset-password`);
         this.#replace(user);
@@ -289,10 +302,11 @@ class UsersPage {
       h(
         'div',
         { class: 'user-actions' },
+        unlock,
         reset,
         revoke,
       ),
-      isLocked(u) ? h('p', { class: 'field-hint' }, 'A locked account is unlocked by a password reset; the user signs in with the new one-time password.') : null,
+      isLocked(u) ? h('p', { class: 'field-hint' }, 'Unlock lets the person sign in with their password again; Reset password also unlocks, with a new one-time password.') : null,
       error,
       done,
     );
