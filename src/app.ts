@@ -123,6 +123,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
   const makeLimiter = deps.limiters ?? memoryLimiters;
 
   const metrics = deps.metrics ?? new Metrics();
+  metrics.auditChainLength = () => deps.store.audit.totalChainLength();
   const audit = new AuditService(store.audit, clock, (record) => {
     metrics.auditRecords.inc({ type: record.type, outcome: String(record.outcome) });
     if (record.type === 'auth.login' && record.outcome !== 0) metrics.loginFailures.inc();

@@ -89,6 +89,8 @@ export interface AuditRepository {
   /** The records of one chain in sequence order, in pages. */
   listChain(siteId: string, afterSeq: number, limit: number): Promise<AuditRecord[]>;
   listChains(): Promise<string[]>;
+  /** Records in every chain together (the sum of each chain's head seq): the audit_chain_records metric. */
+  totalChainLength(): Promise<number>;
   /** A site's records of the given types at or after `since` (ISO), newest first. */
   listRecent(siteId: string, types: string[], since: string, limit: number): Promise<AuditRecord[]>;
   /**

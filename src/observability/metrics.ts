@@ -26,6 +26,16 @@ export class Metrics {
     labelNames: ['type', 'outcome'] as const,
     registers: [this.registry],
   });
+  /** Set by the composition root: records in every audit chain of the store (all nodes' writes). */
+  auditChainLength: () => Promise<number> = async () => 0;
+  readonly auditChainRecords: Gauge = new Gauge({
+    name: 'audit_chain_records',
+    help: 'Records in the audit hash chains of the store, all sites and nodes together (it only grows: audit is never purged)',
+    registers: [this.registry],
+    collect: async (): Promise<void> => {
+      this.auditChainRecords.set(await this.auditChainLength().catch(() => NaN));
+    },
+  });
   readonly loginFailures = new Counter({ name: 'login_failures_total', help: 'Failed logins', registers: [this.registry] });
   readonly lockouts = new Counter({ name: 'account_lockouts_total', help: 'Accounts locked after repeated failures', registers: [this.registry] });
   /** Set by the realtime layer: how many rooms this node holds right now. */

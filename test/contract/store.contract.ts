@@ -604,12 +604,14 @@ export function describeStoreContract(name: string, open: () => Promise<Store>):
         expect(await store.audit.listChain('no-such-site', 0, 10)).toEqual([]);
       });
 
-      test('listChains lists each site id with records once (and nothing for an empty store)', async () => {
+      test('listChains lists each site id with records once (and nothing for an empty store); totalChainLength counts every record', async () => {
         expect(await store.audit.listChains()).toEqual([]);
+        expect(await store.audit.totalChainLength()).toBe(0);
         for (const siteId of ['site-b', 'site-a', 'site-b', SYSTEM_CHAIN, 'site-a']) {
           await store.audit.appendChained(siteId, (head) => chained(siteId, head));
         }
         const chains = await store.audit.listChains();
+        expect(await store.audit.totalChainLength()).toBe(5);
         expect(chains).toHaveLength(3);
         expect([...chains].sort()).toEqual([SYSTEM_CHAIN, 'site-a', 'site-b'].sort());
       });

@@ -41,6 +41,15 @@ test('metrics show traffic, failures and sockets without identifying anyone', as
     expect(text).toMatch(/case_rooms_open 1/);
     expect(text).toMatch(/socket_event_duration_seconds_count\{event="room:join",outcome="ok"\} 1/);
     expect(text).toMatch(/nodejs_eventloop_lag_seconds/);
+    // The audit chains' length is the store's own count: every record written so far.
+    const chains = await t.server.store.audit.listChains();
+    let records = 0;
+    for (const site of chains) records += (await t.server.store.audit.listChain(site, 0, 1_000_000)).length;
+    const reported = Number(/^audit_chain_records (\d+)$/m.exec(text)?.[1]);
+    expect(reported).toBeGreaterThan(5);
+    expect(reported).toBeLessThanOrEqual(records);
+    // One media worker runs on this test node; media objects are reported by kind.
+    expect(text).toMatch(/media_objects\{kind="workers"\} 1/);
     expect(text).not.toContain(caseId);
     expect(text).not.toContain(email);
   } finally {

@@ -1034,6 +1034,11 @@ class MongoAudit implements AuditRepository {
     };
   }
 
+  async totalChainLength(): Promise<number> {
+    const [row] = await this.model.aggregate<{ n: number }>([{ $group: { _id: '$siteId', head: { $max: '$seq' } } }, { $group: { _id: null, n: { $sum: '$head' } } }]);
+    return row?.n ?? 0;
+  }
+
   async listChains(): Promise<string[]> {
     const ids = (await this.model.distinct('siteId')) as string[];
     return ids.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));

@@ -527,6 +527,12 @@ class SqliteAudit implements AuditRepository {
     return { counts, activeUsers: active.n, materials, consultations, mediaSeconds };
   }
 
+  async totalChainLength(): Promise<number> {
+    // One index probe per chain (UNIQUE (site_id, seq)), not a count of the whole table.
+    const row = this.db.prepare('SELECT COALESCE(SUM(head), 0) AS n FROM (SELECT MAX(seq) AS head FROM audit_events GROUP BY site_id)').get() as { n: number };
+    return row.n;
+  }
+
   async listChains(): Promise<string[]> {
     return (this.db.prepare('SELECT DISTINCT site_id FROM audit_events ORDER BY site_id').all() as {
       site_id: string;
