@@ -47,7 +47,13 @@ export async function connectRedisLimiters(url: string, logger: Logger): Promise
   return {
     limiters: redisLimiters(client),
     async close() {
-      await client.quit().catch(() => client.destroy());
+      // A Redis that is away gets no QUIT (it would wait for an answer that never comes).
+      if (!client.isReady) {
+        if (client.isOpen) client.destroy();
+        return;
+      }
+      const gaveUp = new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error('quit timed out')), 2000).unref());
+      await Promise.race([client.quit(), gaveUp]).catch(() => client.destroy());
     },
   };
 }

@@ -23,6 +23,8 @@ export const HOME_TTL_MS = 15_000;
 export const HOME_HEARTBEAT_MS = 2_000;
 /** Longest wait for the home's answer to one forwarded request. */
 const FORWARD_TIMEOUT_MS = 10_000;
+/** Longest wait for Redis to acknowledge QUIT at close. */
+const QUIT_WAIT_MS = 2_000;
 
 const homeKey = (roomId: string) => `cc:media:home:${roomId}`;
 const nodeChannel = (nodeId: string) => `cc:media:node:${nodeId}`;
@@ -152,7 +154,16 @@ export class MediaHome implements MediaSignalling {
     }
     // Give up this node's rooms at once rather than after the expiry.
     for (const room of this.options.local?.rooms() ?? []) await this.#eval(DELETE_IF, homeKey(room.roomId), this.nodeId).catch(() => 0);
-    for (const client of [this.sub, this.cmd]) await client.quit().catch(() => client.destroy());
+    // QUIT waits for Redis; a Redis that is away must not hold up the node's shutdown.
+    for (const client of [this.sub, this.cmd]) {
+      if (!client.isOpen) continue;
+      if (!client.isReady) {
+        client.destroy();
+        continue;
+      }
+      const gaveUp = new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error('quit timed out')), QUIT_WAIT_MS).unref());
+      await Promise.race([client.quit(), gaveUp]).catch(() => client.destroy());
+    }
   }
 
   /** Finds the room's home; with `claim`, becomes it when there is none (first media:join). */

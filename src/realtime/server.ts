@@ -58,6 +58,8 @@ export interface Realtime {
 const DISCONNECT_AFTER_MS = 250;
 /** Longest wait, at close, for events already being handled to be answered. */
 const IN_FLIGHT_WAIT_MS = 10_000;
+/** Longest wait, at close, for Redis to take this node's last writes before its connections are dropped. */
+const REDIS_SHUTDOWN_WAIT_MS = 5_000;
 
 /** A broadcast operator seen without its typed event map. */
 type Emitter = { emit(event: string, payload: unknown): boolean };
@@ -301,7 +303,20 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
     app.converter.off('progress', onProgress);
     app.chat.off('message', onChat);
     app.annotations.off('ops', onOps);
-    io.disconnectSockets(true);
+    // Redis away: nothing can be written there now (this node's members age out by themselves),
+    // and commands queued for a reconnect (leaves, the adapter's unsubscribe) would hold the
+    // shutdown forever. Dropping the connections makes them fail at once: now if Redis is
+    // already gone, or when it has not answered in time.
+    const dropRedis = (why: string) => {
+      if (!redisClients.some((client) => client.isOpen)) return;
+      log.warn({ why }, 'redis connections dropped at shutdown: room state there is left to expire');
+      for (const client of redisClients) if (client.isOpen) client.destroy();
+    };
+    if (redisClients.some((client) => !client.isReady)) dropRedis('unreachable');
+    const redisWatchdog = setTimeout(() => dropRedis('no answer'), REDIS_SHUTDOWN_WAIT_MS);
+    // This node's sockets only: through the Redis adapter, io.disconnectSockets() would
+    // disconnect every client of every node.
+    io.local.disconnectSockets(true);
     if (inFlight > 0) {
       log.info({ inFlight }, 'waiting for events in flight');
       await new Promise<void>((resolve) => {
@@ -320,7 +335,17 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
     await new Promise<void>((resolve) => {
       io.close(() => resolve());
     }).catch(() => undefined);
-    for (const client of redisClients) await client.quit().catch(() => client.destroy());
+    for (const client of redisClients) {
+      if (!client.isOpen) continue;
+      if (!client.isReady) {
+        client.destroy();
+        continue;
+      }
+      // QUIT waits for Redis's answer; one that never comes must not keep the node alive.
+      const gaveUp = new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error('quit timed out')), 2000).unref());
+      await Promise.race([client.quit(), gaveUp]).catch(() => client.destroy());
+    }
+    clearTimeout(redisWatchdog);
   };
   return {
     io,

@@ -97,6 +97,9 @@ test('a draining node moves its clients, answers what it received, and stops as 
   expect((await call(onA, 'room:join', { caseId })).ok).toBe(true);
   const stubborn = await socketOn(a, clinician);
   expect((await call(stubborn, 'room:join', { caseId })).ok).toBe(true);
+  // A member on the other node, who must not notice node A leaving.
+  const onB = await socketOn(b, await loginOn(b, 'clinician@demo.local'));
+  expect((await call(onB, 'room:join', { caseId })).ok).toBe(true);
 
   const told = nextEvent<{ reconnect: boolean }>(onA, 'server:draining');
   // A write sent just before SIGTERM: it must be persisted and acknowledged, not cut off.
@@ -121,9 +124,32 @@ test('a draining node moves its clients, answers what it received, and stops as 
   stubborn.disconnect();
   await drained;
   expect(Date.now() - started).toBeLessThan(10_000);
+  expect(onB.connected).toBe(true);
+  expect((await call(onB, 'chat:sync', { caseId, afterSeq: 0 })).ok).toBe(true);
 
   const moved = await socketOn(b, await loginOn(b, 'clinician@demo.local'));
   const rejoined = await call<{ chat: { text: string; seq: number }[] }>(moved, 'room:join', { caseId, lastChatSeq: 0 });
   expect(rejoined.ok && rejoined.data.chat.map((m) => m.text)).toEqual(['sent as the node drains']);
   expect(ack.ok && rejoined.ok && rejoined.data.chat[0].seq).toBe(ack.ok && ack.data.seq);
+}, 60_000);
+
+test('a node whose Redis is gone still drains and exits (nothing waits for a Redis that is not coming back)', async () => {
+  const lonely = await TestRedis.start();
+  const c = await startTestServer({ REDIS_URL: lonely.url, SHUTDOWN_GRACE_SECONDS: '2', MEDIASOUP_WORKERS: '0' }, { dataDir: a.dataDir });
+  try {
+    const clinician = await loginOn(c, 'clinician@demo.local');
+    const caseId = (await clinician.post('/api/cases', { title: 'Redis gone' }).expect(201)).body.case.id as string;
+    const member = await connect(socketFor(c.url, c.ca, clinician));
+    sockets.push(member);
+    expect((await call(member, 'room:join', { caseId })).ok).toBe(true);
+    await lonely.kill();
+    const started = Date.now();
+    // The member ignores server:draining; the grace period (2 s) ends it, then the node stops.
+    await c.server.drain();
+    expect(Date.now() - started).toBeLessThan(8000);
+    await waitFor(() => member.disconnected, 'the member was disconnected');
+  } finally {
+    await c.close();
+    await lonely.kill();
+  }
 }, 60_000);
