@@ -89,10 +89,23 @@ export function attachFollowUps(deps: FollowUpSocketDeps): FollowUpSockets {
   };
   const onClosed = (record: FollowUpRecord, reason: ClosedReason) => {
     const patientRoom = patientRoomOf(record.id);
+    if (reason === 'replaced') {
+      // Only the replaced device (`record` still holds its binding) is told and closed: the device
+      // that took the invite over shares the follow-up's room and may already be connected.
+      const replaced = (s: { data: unknown }) => (s.data as { state?: SocketState }).state?.identity.data.patient?.bindingId === record.bindingId;
+      void io.in(patientRoom).fetchSockets().then(
+        (sockets) => {
+          const old = sockets.filter(replaced);
+          for (const s of old) s.emit('followup:ended', { reason });
+          setTimeout(() => old.forEach((s) => s.disconnect(true)), DISCONNECT_AFTER_MS).unref();
+        },
+        (err: Error) => log.warn({ followUpId: record.id, err: { message: err.message } }, 'replaced device not reached'),
+      );
+      return;
+    }
     to(patientRoom).emit('followup:ended', { reason });
     // A moment later, so the device reads why before its sockets close (on every node).
     setTimeout(() => io.in(patientRoom).disconnectSockets(true), DISCONNECT_AFTER_MS).unref();
-    if (reason === 'replaced') return;
     // The call is over for everyone: media peers go, and nobody stays in the call room.
     const callRoom = callRoomOf(record.id);
     io.in(callRoom)
