@@ -55,6 +55,9 @@ export type AppConfig = Pick<Config, 'trustProxyHops' | 'sessionAbsoluteMs' | 'p
   radiology?: { maxInstanceBytes: number; intakeTokens?: string };
 };
 
+/** Largest STOW-RS request or browser DICOM upload (read into memory to be parsed). */
+export const DICOM_REQUEST_MAX_BYTES = 512 * 1024 * 1024;
+
 export const DEFAULT_RATE_LIMITS = {
   /** Any /api request, per client IP, per minute (a flood guard: a hospital NAT carries many users). */
   apiPerIpPerMinute: 30000,
@@ -271,8 +274,10 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
       tiles: makeLimiter('slices-user', { points: limits.tilesPerUserPerMinute, duration: 60 }),
       stow: makeLimiter('stow', { points: limits.stowPerMinute, duration: 60 }),
     },
-    // A whole study in one request: the upload limit (MAX_UPLOAD_MB).
-    maxRequestBytes: config.upload.maxBytes,
+    // A whole study in one request, parsed in memory (multipart parts, zip entries): bounded well
+    // below the slide upload limit (which streams to disk), so a few requests cannot exhaust
+    // memory. 512 MiB holds a 1,000-slice CT study.
+    maxRequestBytes: Math.min(config.upload.maxBytes, DICOM_REQUEST_MAX_BYTES),
     maxZipEntries: 10_000,
   };
   // Uploads stream their raw body to disk, so they come before the JSON-only rule and parser.
