@@ -13,6 +13,7 @@ import { AnnotationPanel } from '../annotations/AnnotationPanel';
 import { PointerLayer } from '../viewer/PointerLayer';
 import { SlideViewer } from '../viewer/SlideViewer';
 import { StackRoomHook } from '../radiology/roomHook';
+import { DocumentsPanel } from '../radiology/DocumentsPanel';
 import { caseSubject } from './caseList';
 import { MaterialsPanel } from './MaterialsPanel';
 import type { AnnotationOp, PublicAnnotation } from '../../../src/protocol/annotations';
@@ -60,6 +61,8 @@ class CasePage {
   #pointers: PointerLayer | null = null;
   #annotations: AnnotationPanel | null = null;
   #materials: MaterialsPanel | null = null;
+  /** Orders and reports received by HL7 for this case. */
+  #documents: DocumentsPanel | null = null;
   #chat: ChatPanel | null = null;
   #presence: PresencePanel | null = null;
   readonly #members = new Map<string, Member>();
@@ -113,6 +116,7 @@ class CasePage {
     this.#callPanel?.dispose();
     this.#room?.close();
     this.#materials?.dispose();
+    this.#documents?.dispose();
     this.#pointers?.destroy();
     this.#annotations?.destroy();
     this.#viewer?.destroy();
@@ -213,6 +217,8 @@ class CasePage {
       userMoved: () => this.#following && this.#setFollowing(false),
     });
 
+    this.#documents = new DocumentsPanel(this.ctx.api, this.caseId);
+    void this.#documents.refresh();
     this.#materials = new MaterialsPanel(this.ctx.api, this.caseId, me.user.permissions.canUpload, (m) => this.#userOpens(m), (m, before) => this.#onMaterialChanged(m, before));
     this.#presence = new PresencePanel(
       { userId: me.user.id, role: me.user.role },
@@ -256,7 +262,7 @@ class CasePage {
       h(
         'div',
         { class: 'case-body' },
-        h('aside', { class: 'case-left' }, this.#materials.element),
+        h('aside', { class: 'case-left' }, this.#materials.element, this.#documents.element),
         h('section', { class: 'case-center', attrs: { 'aria-label': 'Slide viewer' } }, toolbar, this.#annotations.hint, this.#followBar, viewer.element),
         h('aside', { class: 'case-right' }, this.#presence.element, this.#chat.element, this.#annotations.element),
       ),
@@ -277,7 +283,10 @@ class CasePage {
     this.#setPresenter(s.presenter, s.viewport);
     if (this.#presenceState === 'idle') void this.#call('presence:state', { caseId: this.caseId, state: 'idle' }).catch(() => undefined);
     // Conversion progress pushed while disconnected was lost: read the materials again.
-    if (!first) void this.#refreshMaterials();
+    if (!first) {
+      void this.#refreshMaterials();
+      void this.#documents?.refresh();
+    }
   }
 
   #onConnection(state: ConnectionState): void {
