@@ -48,7 +48,7 @@ export interface AppDeps {
   metrics?: Metrics;
 }
 
-export type AppConfig = Pick<Config, 'trustProxyHops' | 'sessionAbsoluteMs' | 'publicUrl' | 'dataDir' | 'upload'> & {
+export type AppConfig = Pick<Config, 'trustProxyHops' | 'sessionAbsoluteMs' | 'publicUrl' | 'dataDir' | 'upload' | 'followUps'> & {
   /** Per-IP budgets; the defaults suit a hospital behind one NAT address. */
   rateLimits?: Partial<typeof DEFAULT_RATE_LIMITS>;
   /** DICOM intake limits and STOW-RS tokens (config.radiology); defaults when absent. */
@@ -86,11 +86,6 @@ export const DEFAULT_RATE_LIMITS = {
   /** Requests of one patient session per minute (consent, verification, state). */
   followUpPatientPerMinute: 120,
 };
-
-/** A patient's follow-up session ends after this much inactivity (staff sessions follow the site policy). */
-export const PATIENT_IDLE_MS = 10 * 60_000;
-/** Wrong answers to a follow-up's verification question before its invite stops working. */
-export const MAX_VERIFICATION_FAILURES = 5;
 
 export interface App {
   handler: express.Express;
@@ -167,7 +162,7 @@ export function createApp(deps: AppDeps, config: AppConfig): App {
     store,
     audit,
     dataKeys,
-    { publicUrl: config.publicUrl, patientIdleMs: PATIENT_IDLE_MS, maxVerificationFailures: MAX_VERIFICATION_FAILURES },
+    { publicUrl: config.publicUrl, ...config.followUps },
     {
       openPerIp: makeLimiter('followup-open-ip', { points: limits.followUpOpenPerIpPerMinute, duration: 60 }),
       failuresPerInvite: makeLimiter('followup-fail-invite', { points: limits.followUpFailuresPerInvitePerHour, duration: 3600 }),

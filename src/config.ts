@@ -112,6 +112,10 @@ export const configSchema = z
     /** PEM client certificate and key for mutual TLS with the collector (ATNA requires both sides authenticated). */
     AUDIT_SYSLOG_CERT_FILE: optionalString,
     AUDIT_SYSLOG_KEY_FILE: optionalString,
+    /** A patient's follow-up session ends after this much inactivity (staff sessions follow the site policy). */
+    FOLLOWUP_PATIENT_IDLE_MINUTES: z.preprocess(blankToUndefined, z.coerce.number().int().min(1).max(240).default(10)),
+    /** Wrong answers to a follow-up's verification question before its invite stops working. */
+    FOLLOWUP_MAX_VERIFICATION_FAILURES: z.preprocess(blankToUndefined, z.coerce.number().int().min(1).max(20).default(5)),
     /** Create the demo site and accounts on the first start with an empty store. */
     DEMO_SEED: z
       .enum(['true', 'false', '1', '0'])
@@ -171,6 +175,7 @@ export const configSchema = z
           ? { url: env.AUDIT_SYSLOG_URL, caFile: env.AUDIT_SYSLOG_CA_FILE, certFile: env.AUDIT_SYSLOG_CERT_FILE, keyFile: env.AUDIT_SYSLOG_KEY_FILE }
           : null,
       },
+      followUps: { patientIdleMs: env.FOLLOWUP_PATIENT_IDLE_MINUTES * 60_000, maxVerificationFailures: env.FOLLOWUP_MAX_VERIFICATION_FAILURES },
       /** Absolute session lifetime (DESIGN 6): not a site policy, fixed at 12 h. */
       sessionAbsoluteMs: 12 * 60 * 60 * 1000,
     };

@@ -92,6 +92,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
         publicUrl: config.publicUrl,
         dataDir: config.dataDir,
         upload: config.upload,
+        followUps: config.followUps,
         rateLimits: options.rateLimits,
         radiology: { maxInstanceBytes: config.radiology.maxInstanceBytes, intakeTokens: config.radiology.intakeTokens },
       },

@@ -55,4 +55,11 @@ describe('loadConfig', () => {
     expect(loadConfig({ MONGODB_URI: '   ' }).mongodbUri).toBeUndefined();
     expect(loadConfig({ MONGODB_URI: 'mongodb://db:27017/app' }).mongodbUri).toBe('mongodb://db:27017/app');
   });
+
+  test('follow-up limits: 10 idle minutes and 5 wrong answers by default, settable within bounds', () => {
+    expect(loadConfig({}).followUps).toEqual({ patientIdleMs: 10 * 60_000, maxVerificationFailures: 5 });
+    expect(loadConfig({ FOLLOWUP_PATIENT_IDLE_MINUTES: '3', FOLLOWUP_MAX_VERIFICATION_FAILURES: '2' }).followUps).toEqual({ patientIdleMs: 3 * 60_000, maxVerificationFailures: 2 });
+    expect(configError({ FOLLOWUP_PATIENT_IDLE_MINUTES: '0' }).message).toMatch(/^ {2}FOLLOWUP_PATIENT_IDLE_MINUTES: /m);
+    expect(configError({ FOLLOWUP_MAX_VERIFICATION_FAILURES: '1000' }).message).toMatch(/^ {2}FOLLOWUP_MAX_VERIFICATION_FAILURES: /m);
+  });
 });
