@@ -2,14 +2,15 @@
 // the list of the open material's annotations, the editor of the selected one (label, colour,
 // comment, delete, history with restore), and GeoJSON export and import. It owns every
 // annotation write and its version-conflict handling; the SVG overlay (AnnotationLayer) owns
-// drawing and dragging on the slide.
+// drawing and dragging on the image. The image is a surface: the slide viewer, or the stack
+// viewer of a DICOM series, where new annotations carry the slice they are drawn on and the list
+// names each one's slice.
 import { describeError } from '../api';
 import type { Api } from '../api';
 import { formatDateTime, h, randomId, replaceChildren } from '../dom';
 import { ANNOTATION_KIND_LABEL } from '../labels';
 import { AckFailure } from '../room/RoomClient';
-import { AnnotationLayer, floatingTextField, type Tool } from '../viewer/AnnotationLayer';
-import type { SlideViewer } from '../viewer/SlideViewer';
+import { AnnotationLayer, floatingTextField, type AnnotationSurface, type Tool } from '../viewer/AnnotationLayer';
 import { LABEL_MAX, TEXT_MAX } from '../viewer/AnnotationLayer';
 import type { AnnotationGeometry, AnnotationKind, AnnotationOp, AnnotationProperties, GeoJsonFeatureCollection, PublicAnnotation } from '../../../src/protocol/annotations';
 
@@ -22,13 +23,16 @@ const NEW_ANNOTATION_COLOUR = '#1e88e5';
 
 const TOOLS: { tool: Tool; label: string; hint: string }[] = [
   { tool: 'pan', label: 'Pan', hint: 'Drag to pan, scroll to zoom. Click a shape to select it; drag the selected shape or its handles to change it, or use the arrow keys on its row in the list.' },
-  { tool: 'point', label: 'Point', hint: 'Click the slide to place a point.' },
+  { tool: 'point', label: 'Point', hint: 'Click the image to place a point.' },
   { tool: 'line', label: 'Line', hint: 'Drag from one end of the line to the other.' },
   { tool: 'rectangle', label: 'Rectangle', hint: 'Drag from one corner to the opposite corner.' },
   { tool: 'polygon', label: 'Polygon', hint: 'Click each corner. Double-click, press Enter or click the first corner to finish; Backspace removes the last corner; Escape cancels.' },
   { tool: 'freehand', label: 'Freehand', hint: 'Hold the button and draw. End near the start for a closed outline.' },
-  { tool: 'text', label: 'Text', hint: 'Click the slide where the text goes, type it, then press Enter.' },
+  { tool: 'text', label: 'Text', hint: 'Click the image where the text goes, type it, then press Enter.' },
 ];
+
+/** Pan on a stack: the stack viewer's own gestures, not OpenSeadragon's. */
+const STACK_PAN_HINT = 'Scroll or use the arrow keys to change slice; right-drag sets the window. Click a shape to select it; drag the selected shape or its handles to change it. Annotations are drawn on the slice shown.';
 
 type AnnotationEvent = 'annotation:create' | 'annotation:update' | 'annotation:delete' | 'annotation:history';
 
@@ -40,8 +44,11 @@ export interface AnnotationHost {
   say(text: string): void;
   /** A display name for a user id (the room's members), or null when unknown here. */
   nameOf(userId: string): string | null;
-  /** The material open in the viewer. */
-  materialId(): string | null;
+}
+
+/** How a slice is named to people: from 1, as the stack viewer's slice label counts. */
+export function sliceName(slice: number): string {
+  return `Slice ${slice + 1}`;
 }
 
 type PropertiesPatch = Partial<AnnotationProperties>;
@@ -76,12 +83,13 @@ export class AnnotationPanel {
   /** A list render waiting for the next frame (an import arrives as thousands of ops). */
   #listFrame: number | null = null;
   readonly #onKey = (e: KeyboardEvent) => this.#key(e);
+  #stopEmptyClick: () => void;
 
   constructor(
-    private readonly viewer: SlideViewer,
+    surface: AnnotationSurface,
     private readonly host: AnnotationHost,
   ) {
-    this.layer = new AnnotationLayer(viewer, {
+    this.layer = new AnnotationLayer(surface, {
       create: (kind, geometry) => void this.#create(kind, geometry),
       placeText: (screen, image) => this.#placeText(screen, image),
       select: (id) => this.select(id),
@@ -100,7 +108,7 @@ export class AnnotationPanel {
       this.#labelInput,
       this.#colourInput,
     );
-    this.#hint.textContent = TOOLS[0]!.hint;
+    this.#hint.textContent = this.#hintFor('pan');
 
     this.#buildEditor();
     this.#exportButton.addEventListener('click', () => void this.#export());
@@ -115,11 +123,46 @@ export class AnnotationPanel {
       h('div', { class: 'geojson-actions' }, this.#exportButton, this.#importButton, this.#importInput),
     );
     document.addEventListener('keydown', this.#onKey);
-    // A click on the slide away from any shape (Pan tool) clears the selection.
-    viewer.osd.addHandler('canvas-click', (e) => {
-      if (e.quick && this.layer.tool === 'pan' && this.#selected) this.select(null);
-    });
+    this.#stopEmptyClick = this.#watchEmptyClicks(surface);
     this.render();
+  }
+
+  /** The surface drawn on now (the slide viewer or a stack viewer). */
+  get surface(): AnnotationSurface {
+    return this.layer.surface;
+  }
+
+  /** The material open on the surface. */
+  #materialId(): string | null {
+    return this.layer.surface.materialId;
+  }
+
+  /**
+   * Draws on `surface` from now on (the page shows a stack in place of the slide, or back, or
+   * opened another material on it): the chosen tool stays, the selection and a drawing in
+   * progress do not.
+   */
+  showOn(surface: AnnotationSurface): void {
+    if (surface !== this.layer.surface) {
+      this.#textField?.blur();
+      this.#stopEmptyClick();
+      this.layer.attach(surface);
+      this.#stopEmptyClick = this.#watchEmptyClicks(surface);
+      this.#hint.textContent = this.#hintFor(this.layer.tool);
+    }
+    this.materialChanged();
+  }
+
+  #hintFor(tool: Tool): string {
+    if (tool === 'pan' && this.layer.surface.slice !== null) return STACK_PAN_HINT;
+    return TOOLS.find((t) => t.tool === tool)!.hint;
+  }
+
+  /** A click on the image away from any shape (Pan tool) clears the selection. */
+  #watchEmptyClicks(surface: AnnotationSurface): () => void {
+    return surface.onEmptyClick(() => {
+      if (this.layer.tool === 'pan' && this.#selected) this.select(null);
+    });
   }
 
   /** A line under the toolbar that says how the chosen tool works. */
@@ -131,7 +174,7 @@ export class AnnotationPanel {
     this.#textField?.blur();
     this.layer.setTool(tool);
     for (const [t, button] of this.#toolButtons) button.setAttribute('aria-pressed', String(t === tool));
-    this.#hint.textContent = TOOLS.find((t) => t.tool === tool)!.hint;
+    this.#hint.textContent = this.#hintFor(tool);
     if (tool !== 'pan') this.select(null);
     this.layer.render();
   }
@@ -154,6 +197,10 @@ export class AnnotationPanel {
 
   select(id: string | null): void {
     if (id && !this.#rows.has(id)) this.#flushList();
+    // An annotation of another slice is selected (from the list): the stack goes to its slice.
+    const a = id ? this.layer.get(id) : undefined;
+    const surface = this.layer.surface;
+    if (a && a.slice !== null && surface.slice !== null && a.slice !== surface.slice && a.materialId === surface.materialId) surface.showSlice(a.slice);
     this.#selected = id;
     this.layer.setSelected(id);
     this.#renderEditor();
@@ -168,6 +215,7 @@ export class AnnotationPanel {
     if (this.#nudge) window.clearTimeout(this.#nudge.timer);
     if (this.#listFrame !== null) cancelAnimationFrame(this.#listFrame);
     document.removeEventListener('keydown', this.#onKey);
+    this.#stopEmptyClick();
     this.#textField?.remove();
     this.layer.destroy();
   }
@@ -243,13 +291,15 @@ export class AnnotationPanel {
 
   // ------------------------------------------------------------------ writes
 
-  async #create(kind: AnnotationKind, geometry: AnnotationGeometry, label = this.#labelInput.value.trim()): Promise<void> {
-    const materialId = this.host.materialId();
+  async #create(kind: AnnotationKind, geometry: AnnotationGeometry, label = this.#labelInput.value.trim(), slice = this.layer.surface.slice): Promise<void> {
+    const materialId = this.#materialId();
     if (!materialId) return;
     try {
       const op = await this.host.call<AnnotationOp>('annotation:create', {
         caseId: this.host.caseId,
         materialId,
+        // On a stack: the slice it was drawn on (the server refuses `slice` on other materials).
+        ...(slice !== null ? { slice } : {}),
         clientId: randomId(),
         kind,
         geometry,
@@ -265,9 +315,11 @@ export class AnnotationPanel {
 
   #placeText(screen: { x: number; y: number }, image: [number, number]): void {
     this.#textField?.remove();
-    this.#textField = floatingTextField(this.viewer.overlayHost, screen, (text) => {
+    // The slice is the one clicked on, even if the stack moves while the text is typed.
+    const slice = this.layer.surface.slice;
+    this.#textField = floatingTextField(this.layer.surface.overlayHost, screen, (text) => {
       this.#textField = null;
-      if (text) void this.#create('point', { type: 'Point', coordinates: image }, text.slice(0, LABEL_MAX));
+      if (text) void this.#create('point', { type: 'Point', coordinates: image }, text.slice(0, LABEL_MAX), slice);
     });
   }
 
@@ -338,7 +390,7 @@ export class AnnotationPanel {
 
   /** Keyed rows: reused, so focus stays on a row while others change. */
   #renderList(): void {
-    const list = this.layer.forMaterial(this.host.materialId());
+    const list = this.layer.forMaterial(this.#materialId());
     const keep = new Set(list.map((a) => a.id));
     for (const [id, row] of this.#rows) {
       if (!keep.has(id)) {
@@ -362,6 +414,7 @@ export class AnnotationPanel {
         swatch,
         h('span', { class: 'annotation-name' }, name),
         h('span', { class: 'annotation-kind' }, ANNOTATION_KIND_LABEL[a.kind]),
+        a.slice !== null ? h('span', { class: 'annotation-slice', dataset: { slice: String(a.slice) } }, sliceName(a.slice)) : null,
         a.properties.text ? h('span', { class: 'annotation-has-comment', title: 'Has a comment' }, '✎') : null,
       );
       replaceChildren(row, button);
@@ -369,7 +422,7 @@ export class AnnotationPanel {
       row.classList.toggle('selected', a.id === this.#selected);
       return row;
     });
-    const materialId = this.host.materialId();
+    const materialId = this.#materialId();
     replaceChildren(this.#list, ...(rows.length ? rows : [h('li', { class: 'muted' }, materialId ? 'None yet. Choose a tool above the slide to draw.' : 'Open a material to see its annotations.')]));
     this.#exportButton.disabled = !materialId;
     this.#importButton.disabled = !materialId;
@@ -409,7 +462,7 @@ export class AnnotationPanel {
 
   #renderEditor(): void {
     const a = this.#selected ? this.layer.get(this.#selected) : undefined;
-    if (!a || a.materialId !== this.host.materialId()) {
+    if (!a || a.materialId !== this.#materialId()) {
       this.#editor.hidden = true;
       this.#history.hidden = true;
       this.#historyButton.setAttribute('aria-expanded', 'false');
@@ -420,7 +473,7 @@ export class AnnotationPanel {
     this.#editor.hidden = false;
     this.#editor.dataset.annotationId = a.id;
     this.#editor.dataset.version = String(a.version);
-    this.#editorTitle.textContent = `${ANNOTATION_KIND_LABEL[a.kind]}${a.properties.label ? `: ${a.properties.label}` : ''}`;
+    this.#editorTitle.textContent = `${ANNOTATION_KIND_LABEL[a.kind]}${a.properties.label ? `: ${a.properties.label}` : ''}${a.slice !== null ? ` (${sliceName(a.slice)})` : ''}`;
     // Fields being edited keep what the person typed; a newer version shows in the others.
     const editing = this.#editor.contains(document.activeElement) && !switched;
     if (!editing || document.activeElement !== this.#editLabel) this.#editLabel.value = a.properties.label;
@@ -496,7 +549,7 @@ export class AnnotationPanel {
   }
 
   async #export(): Promise<void> {
-    const materialId = this.host.materialId();
+    const materialId = this.#materialId();
     if (!materialId) return;
     try {
       const collection = await this.host.api.get<GeoJsonFeatureCollection>(this.#geojsonUrl(materialId, 'annotations.geojson'));
@@ -514,7 +567,7 @@ export class AnnotationPanel {
   }
 
   async #import(): Promise<void> {
-    const materialId = this.host.materialId();
+    const materialId = this.#materialId();
     const file = this.#importInput.files?.[0];
     this.#importInput.value = '';
     if (!materialId || !file) return;

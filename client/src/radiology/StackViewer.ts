@@ -3,11 +3,14 @@
 // fields, presets, right-button drag). Slices are rendered by the server as PNG for the chosen
 // window (src/radiology/routes.ts) and loaded as same-origin images (no-store, never cached).
 // It reports changes (the presenter sends them) and tells user moves from applied ones (follow
-// mode), and mirrors its state in data-* attributes for tests.
+// mode), and mirrors its state in data-* attributes for tests. It is an AnnotationSurface: image
+// pixels are the slice's columns and rows, mapped to where the picture actually sits inside the
+// <img> box (object-fit: contain letterboxes it), so annotations are drawn slice by slice.
 import { h, replaceChildren } from '../dom';
 import './stack.css';
 import type { PublicMaterial } from '../../../src/protocol/cases';
 import type { PublicStack } from '../../../src/protocol/radiology';
+import type { AnnotationSurface, ImageToScreen } from '../viewer/AnnotationLayer';
 
 export const DICOM_STACK_MIME = 'application/dicom';
 
@@ -20,6 +23,9 @@ export function isStack(material: Pick<PublicMaterial, 'mime'>): boolean {
   return material.mime === DICOM_STACK_MIME;
 }
 
+/** A press that moves less than this is a click. */
+const CLICK_SLOP_PX = 4;
+
 const PRESETS: { label: string; center: number; width: number }[] = [
   { label: 'Soft tissue', center: 40, width: 400 },
   { label: 'Lung', center: -600, width: 1500 },
@@ -27,8 +33,11 @@ const PRESETS: { label: string; center: number; width: number }[] = [
   { label: 'Brain', center: 40, width: 80 },
 ];
 
-export class StackViewer {
+export class StackViewer implements AnnotationSurface {
   readonly element: HTMLElement;
+  /** Over the slice image, the size of its frame: annotations draw here. */
+  readonly overlayHost = h('div', { class: 'viewer-overlays stack-overlays' });
+  readonly #frame: HTMLElement;
   #stack: PublicStack | null = null;
   #view: StackView = { slice: 0, window: null };
   #materialId: string | null = null;
@@ -39,8 +48,16 @@ export class StackViewer {
   readonly #width = h('input', { type: 'number', step: '1', min: '1', class: 'stack-ww', attrs: { 'aria-label': 'Window width' } });
   readonly #changeListeners = new Set<() => void>();
   readonly #userMoveListeners = new Set<() => void>();
+  readonly #redrawListeners = new Set<() => void>();
+  readonly #clickListeners = new Set<() => void>();
   #drag: { x: number; y: number; center: number; width: number } | null = null;
+  /** A primary-button press on the image that may become a click. */
+  #press: { pointerId: number; x: number; y: number } | null = null;
+  /** Off while an annotation tool draws: the right-button window drag would fight the tool. */
+  #navigation = true;
   #loading = 0;
+  #redrawFrame: number | null = null;
+  readonly #resize: ResizeObserver;
 
   constructor(private readonly getJson: <T>(url: string) => Promise<T>) {
     const presets = PRESETS.map((p) => h('button', { type: 'button', class: 'stack-preset', on: { click: () => this.#userSet({ window: { center: p.center, width: p.width } }) } }, p.label));
@@ -48,7 +65,7 @@ export class StackViewer {
     this.element = h(
       'div',
       { class: 'stack-viewer', hidden: true, tabIndex: 0, attrs: { role: 'group', 'aria-label': 'DICOM stack viewer' } },
-      h('div', { class: 'stack-frame' }, this.#image),
+      (this.#frame = h('div', { class: 'stack-frame' }, this.#image, this.overlayHost)),
       h('div', { class: 'stack-controls' }, this.#slider, this.#sliceLabel),
       h('div', { class: 'stack-controls' }, h('label', {}, 'C ', this.#center), h('label', {}, 'W ', this.#width), ...presets, reset),
     );
@@ -77,23 +94,45 @@ export class StackViewer {
       e.preventDefault();
     });
     // Right-button drag: horizontal = width, vertical = centre (the usual radiology gesture).
-    this.#image.addEventListener('contextmenu', (e) => e.preventDefault());
-    this.#image.addEventListener('pointerdown', (e) => {
-      if (e.button !== 2) return;
+    // Listened to on the frame, so that it also starts over an annotation (events bubble up
+    // from the overlay); a left press that does not move is a click on the image.
+    const frame = this.#frame;
+    frame.addEventListener('contextmenu', (e) => e.preventDefault());
+    frame.addEventListener('pointerdown', (e) => {
+      if (e.button === 0) {
+        this.#press = { pointerId: e.pointerId, x: e.clientX, y: e.clientY };
+        return;
+      }
+      if (e.button !== 2 || !this.#navigation || !this.#stack) return;
       const w = this.#effectiveWindow();
       this.#drag = { x: e.clientX, y: e.clientY, center: w.center, width: w.width };
-      this.#image.setPointerCapture(e.pointerId);
+      frame.setPointerCapture(e.pointerId);
     });
-    this.#image.addEventListener('pointermove', (e) => {
+    frame.addEventListener('pointermove', (e) => {
       if (!this.#drag) return;
       const width = Math.max(1, Math.round(this.#drag.width + (e.clientX - this.#drag.x) * 4));
       const center = Math.round(this.#drag.center + (e.clientY - this.#drag.y) * 2);
       this.#userSet({ window: { center, width } });
     });
-    this.#image.addEventListener('pointerup', () => (this.#drag = null));
+    frame.addEventListener('pointerup', (e) => {
+      this.#drag = null;
+      const press = this.#press;
+      this.#press = null;
+      if (press && press.pointerId === e.pointerId && Math.hypot(e.clientX - press.x, e.clientY - press.y) <= CLICK_SLOP_PX) {
+        for (const l of this.#clickListeners) l();
+      }
+    });
+    frame.addEventListener('pointercancel', () => {
+      this.#drag = null;
+      this.#press = null;
+    });
+    // The picture's place in the frame changes with the frame's size and the image's.
+    this.#resize = new ResizeObserver(() => this.#scheduleRedraw());
+    this.#resize.observe(frame);
     this.#image.addEventListener('load', () => {
       this.#loading = Math.max(0, this.#loading - 1);
       this.#mirror();
+      this.#scheduleRedraw();
     });
     this.#image.addEventListener('error', () => {
       this.#loading = Math.max(0, this.#loading - 1);
@@ -107,6 +146,75 @@ export class StackViewer {
 
   get isOpen(): boolean {
     return this.#stack !== null;
+  }
+
+  /** The slice shown, or null when no stack is open. */
+  get slice(): number | null {
+    return this.#stack ? this.#view.slice : null;
+  }
+
+  /** Goes to a slice as the user's own move (follow mode stops, a presenter sends it). */
+  showSlice(slice: number): void {
+    this.#userSet({ slice });
+  }
+
+  setNavigationEnabled(enabled: boolean): void {
+    this.#navigation = enabled;
+    if (!enabled) this.#drag = null;
+    this.element.dataset.navigation = String(enabled);
+  }
+
+  onRedraw(listener: () => void): () => void {
+    this.#redrawListeners.add(listener);
+    return () => this.#redrawListeners.delete(listener);
+  }
+
+  onEmptyClick(listener: () => void): () => void {
+    this.#clickListeners.add(listener);
+    return () => this.#clickListeners.delete(listener);
+  }
+
+  /**
+   * Where the slice's pixels are on screen, relative to the overlay host: the <img> box, less
+   * the letterbox bands of object-fit: contain (the picture is centred at its own aspect ratio).
+   */
+  #picture(): { left: number; top: number; width: number; height: number; columns: number; rows: number } | null {
+    const stack = this.#stack;
+    if (!stack || this.element.hidden) return null;
+    const box = this.#image.getBoundingClientRect();
+    const host = this.overlayHost.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0) return null;
+    // Before the first slice has loaded the header's size stands in for the PNG's.
+    const naturalWidth = this.#image.naturalWidth || stack.columns;
+    const naturalHeight = this.#image.naturalHeight || stack.rows;
+    const scale = Math.min(box.width / naturalWidth, box.height / naturalHeight);
+    const width = naturalWidth * scale;
+    const height = naturalHeight * scale;
+    return { left: box.left - host.left + (box.width - width) / 2, top: box.top - host.top + (box.height - height) / 2, width, height, columns: stack.columns, rows: stack.rows };
+  }
+
+  imageToScreen(): ImageToScreen | null {
+    const p = this.#picture();
+    if (!p) return null;
+    const sx = p.width / p.columns;
+    const sy = p.height / p.rows;
+    return (x, y) => ({ x: p.left + x * sx, y: p.top + y * sy });
+  }
+
+  screenToImage(x: number, y: number): { x: number; y: number } | null {
+    const p = this.#picture();
+    if (!p) return null;
+    return { x: ((x - p.left) * p.columns) / p.width, y: ((y - p.top) * p.rows) / p.height };
+  }
+
+  destroy(): void {
+    this.#resize.disconnect();
+    if (this.#redrawFrame !== null) cancelAnimationFrame(this.#redrawFrame);
+    this.#redrawFrame = null;
+    this.#changeListeners.clear();
+    this.#userMoveListeners.clear();
+    this.#redrawListeners.clear();
+    this.#clickListeners.clear();
   }
 
   onChange(listener: () => void): () => void {
@@ -137,6 +245,7 @@ export class StackViewer {
     this.element.hidden = true;
     this.#image.removeAttribute('src');
     replaceChildren(this.#sliceLabel);
+    this.#scheduleRedraw();
   }
 
   view(): StackView | null {
@@ -186,6 +295,16 @@ export class StackViewer {
     if (document.activeElement !== this.#center) this.#center.value = String(w.center);
     if (document.activeElement !== this.#width) this.#width.value = String(w.width);
     this.#mirror();
+    // The annotations of the new slice (the picture's place is unchanged until the image loads).
+    this.#scheduleRedraw();
+  }
+
+  #scheduleRedraw(): void {
+    if (this.#redrawFrame !== null) return;
+    this.#redrawFrame = requestAnimationFrame(() => {
+      this.#redrawFrame = null;
+      for (const l of this.#redrawListeners) l();
+    });
   }
 
   #mirror(): void {

@@ -1,7 +1,8 @@
 // The case room's hook for DICOM stacks: the room page hands every material it opens and every
 // presenter view it receives to this object first; a stack is shown in the StackViewer (in
 // place of the slide viewer), anything else goes on to the slide viewer as before. Follow the
-// presenter carries the stack's slice and window in the viewport's optional `stack` field.
+// presenter carries the stack's slice and window in the viewport's optional `stack` field. The
+// stack viewer is also the surface the annotation layer draws on while a stack is shown.
 import type { PublicMaterial } from '../../../src/protocol/cases';
 import type { Viewport, viewportSchema } from '../../../src/protocol/realtime';
 import type { z } from 'zod';
@@ -43,6 +44,12 @@ export class StackRoomHook {
     const materialId = this.viewer.materialId;
     if (!view || !materialId) return null;
     return { caseId, materialId, center: { x: 0.5, y: 0.5 }, zoom: 1, rotation: 0, stack: view };
+  }
+
+  /** Stops the viewer's observers and listeners (the page is leaving). */
+  destroy(): void {
+    this.viewer.close();
+    this.viewer.destroy();
   }
 
   /** Applies a presenter view of the stack already shown (true), or leaves it to the page (false). */

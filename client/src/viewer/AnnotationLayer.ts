@@ -7,10 +7,39 @@
 // chosen, the overlay takes the pointer and turns gestures into GeoJSON geometry in image pixels;
 // with Pan chosen, a click on a shape selects it and the selected shape can be moved or reshaped
 // by dragging it or its handles. Colours are SVG presentation attributes, not inline styles.
+// The layer draws on an AnnotationSurface: the slide viewer (OpenSeadragon) or the stack viewer
+// of a DICOM series, where it shows only the annotations of the slice on screen.
 import { h, setAttrs, svg } from '../dom';
 import type { AnnotationGeometry, AnnotationKind, PublicAnnotation } from '../../../src/protocol/annotations';
 import type * as AnnotationProtocol from '../../../src/protocol/annotations';
-import type { ImageToScreen, SlideViewer } from './SlideViewer';
+
+/** Image pixel → overlay element pixel, for the current frame (affine). */
+export type ImageToScreen = (x: number, y: number) => { x: number; y: number };
+
+/**
+ * What the layer needs of the image it draws on. Element pixels are relative to `overlayHost`,
+ * which the layer's SVG fills.
+ */
+export interface AnnotationSurface {
+  /** The material shown, or null. */
+  readonly materialId: string | null;
+  /** The slice shown (display order, from 0) when the surface is a stack; null otherwise. */
+  readonly slice: number | null;
+  /** Where overlays go: an element over the image, the size of the area the image is shown in. */
+  readonly overlayHost: HTMLElement;
+  /** The mapping for the current frame, or null when nothing is shown. */
+  imageToScreen(): ImageToScreen | null;
+  /** Element pixel → image pixel, or null when nothing is shown. */
+  screenToImage(x: number, y: number): { x: number; y: number } | null;
+  /** Called once per frame in which the view, the size or the slice changed. */
+  onRedraw(listener: () => void): () => void;
+  /** A quick primary-button click on the image that no shape took (it clears the selection). */
+  onEmptyClick(listener: () => void): () => void;
+  /** The surface's own pointer gestures (pan, zoom, window drag) on or off while a tool draws. */
+  setNavigationEnabled(enabled: boolean): void;
+  /** Shows a slice (a stack); a surface without slices ignores it. */
+  showSlice(slice: number): void;
+}
 
 // The protocol's limits, as types: a value import from the protocol module would bring zod into
 // the bundle (27 KB gzipped), and a changed limit there fails the client's type check here.
@@ -48,7 +77,7 @@ export interface AnnotationLayerHooks {
 type Drag = { id: string; pointerId: number; start: ScreenPoint; vertex: { ring: number; index: number } | null; moved: boolean };
 
 export class AnnotationLayer {
-  readonly element: SVGSVGElement = svg('svg', { class: 'annotation-layer', role: 'img', 'aria-label': 'Annotations on the slide' });
+  readonly element: SVGSVGElement = svg('svg', { class: 'annotation-layer', role: 'img', 'aria-label': 'Annotations on the image' });
   readonly #annotations = new Map<string, PublicAnnotation>();
   readonly #draft = svg('polyline', { class: 'annotation-draft', fill: 'none' });
   /** Lines and areas, in image pixels; the group's transform maps them to the screen. */
@@ -60,10 +89,12 @@ export class AnnotationLayer {
   #placed: { image: Position; set(at: ScreenPoint): void }[] = [];
   /** Shapes must be rebuilt (annotations, selection, preview or material changed). */
   #dirty = true;
+  /** The material and slice the shapes were built for (`materialId#slice`). */
   #builtFor: string | null = null;
   /** A rebuild waiting for the next frame: many changes in one frame cost one rebuild. */
   #frame: number | null = null;
-  readonly #stopRedraw: () => void;
+  #surface: AnnotationSurface;
+  #stopRedraw: () => void;
   #tool: Tool = 'pan';
   #selected: string | null = null;
   /** Press of a drag tool (line, rectangle, freehand) or a click tool. */
@@ -78,10 +109,12 @@ export class AnnotationLayer {
   readonly #onWindowUp = (e: PointerEvent) => this.#dragEnd(e);
 
   constructor(
-    private readonly viewer: SlideViewer,
+    surface: AnnotationSurface,
     private readonly hooks: AnnotationLayerHooks,
   ) {
-    this.#stopRedraw = viewer.onRedraw(() => this.#place());
+    this.#surface = surface;
+    this.#stopRedraw = surface.onRedraw(() => this.#place());
+    surface.overlayHost.prepend(this.element);
     this.element.append(this.#bodies, this.#marks, this.#handleGroup, this.#draft);
     this.element.addEventListener('pointerdown', (e) => this.#down(e));
     this.element.addEventListener('pointermove', (e) => this.#move(e));
@@ -98,6 +131,32 @@ export class AnnotationLayer {
     return this.#tool;
   }
 
+  get surface(): AnnotationSurface {
+    return this.#surface;
+  }
+
+  /**
+   * Moves the layer to another surface (a stack opened in place of the slide, or back): the old
+   * one gets its navigation back, the new one takes the tool's state. The annotations stay.
+   */
+  attach(surface: AnnotationSurface): void {
+    if (surface === this.#surface) return;
+    this.cancelDrawing();
+    this.#stopRedraw();
+    this.#surface.setNavigationEnabled(true);
+    this.#surface = surface;
+    this.#stopRedraw = surface.onRedraw(() => this.#place());
+    surface.overlayHost.prepend(this.element);
+    surface.setNavigationEnabled(this.#tool === 'pan');
+    this.render();
+  }
+
+  /** Whether an annotation is drawn on what the surface shows now (its material, and its slice on a stack). */
+  isShown(a: PublicAnnotation): boolean {
+    const s = this.#surface;
+    return a.materialId === s.materialId && (s.slice === null || a.slice === null || a.slice === s.slice);
+  }
+
   /** Vertices placed so far by the polygon tool. */
   get polygonVertices(): number {
     return this.#polygon.length;
@@ -109,7 +168,7 @@ export class AnnotationLayer {
     // While drawing, the overlay takes the pointer and OSD does not pan underneath.
     this.element.classList.toggle('drawing', tool !== 'pan');
     this.element.dataset.tool = tool;
-    this.viewer.osd.setMouseNavEnabled(tool === 'pan');
+    this.#surface.setNavigationEnabled(tool === 'pan');
   }
 
   /** Replaces every annotation (a first join). */
@@ -138,8 +197,8 @@ export class AnnotationLayer {
    */
   nudge(id: string, dx: number, dy: number): AnnotationGeometry | null {
     const a = this.#annotations.get(id);
-    const origin = this.viewer.screenToImage(0, 0);
-    const moved = this.viewer.screenToImage(dx, dy);
+    const origin = this.#surface.screenToImage(0, 0);
+    const moved = this.#surface.screenToImage(dx, dy);
     if (!a || !origin || !moved) return null;
     const ix = moved.x - origin.x;
     const iy = moved.y - origin.y;
@@ -161,9 +220,11 @@ export class AnnotationLayer {
     return this.#annotations.get(id);
   }
 
-  /** The open material's annotations, oldest first. */
+  /** The open material's annotations: by slice on a stack (those without one first), then oldest first. */
   forMaterial(materialId: string | null): PublicAnnotation[] {
-    return [...this.#annotations.values()].filter((a) => a.materialId === materialId).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+    return [...this.#annotations.values()]
+      .filter((a) => a.materialId === materialId)
+      .sort((a, b) => (a.slice ?? -1) - (b.slice ?? -1) || a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
   }
 
   setSelected(id: string | null): void {
@@ -210,9 +271,13 @@ export class AnnotationLayer {
 
   /** Every frame the view moves: one transform for the shapes, positions for marks and handles. */
   #place(): void {
-    const map = this.viewer.imageToScreen();
-    const materialId = map ? this.viewer.materialId : null;
-    if (this.#dirty || this.#builtFor !== materialId) this.#build(materialId);
+    const map = this.#surface.imageToScreen();
+    const materialId = map ? this.#surface.materialId : null;
+    const slice = this.#surface.slice;
+    // A new slice on a stack is a new set of shapes, like a new material.
+    const key = materialId === null ? null : `${materialId}#${slice ?? ''}`;
+    this.element.dataset.slice = slice === null ? '' : String(slice);
+    if (this.#dirty || this.#builtFor !== key) this.#build(key);
     if (map) {
       const o = map(0, 0);
       const ex = map(1, 0);
@@ -220,7 +285,7 @@ export class AnnotationLayer {
       this.#bodies.setAttribute('transform', `matrix(${ex.x - o.x} ${ex.y - o.y} ${ey.x - o.x} ${ey.y - o.y} ${o.x} ${o.y})`);
       for (const mark of this.#placed) mark.set(map(mark.image[0], mark.image[1]));
       const selected = this.#selected ? this.#annotations.get(this.#selected) : undefined;
-      const handles = selected && selected.materialId === materialId && this.#tool === 'pan' && this.hooks.canEdit() ? this.#handles(selected, map) : [];
+      const handles = selected && this.isShown(selected) && this.#tool === 'pan' && this.hooks.canEdit() ? this.#handles(selected, map) : [];
       this.#handleGroup.replaceChildren(...handles);
     } else {
       this.#handleGroup.replaceChildren();
@@ -228,14 +293,14 @@ export class AnnotationLayer {
     this.#renderDraft();
   }
 
-  #build(materialId: string | null): void {
+  #build(key: string | null): void {
     this.#dirty = false;
-    this.#builtFor = materialId;
+    this.#builtFor = key;
     const bodies: SVGElement[] = [];
     const marks: SVGElement[] = [];
     this.#placed = [];
-    if (materialId) {
-      for (const a of this.forMaterial(materialId)) this.#shape(a, bodies, marks);
+    if (key !== null) {
+      for (const a of this.forMaterial(this.#surface.materialId)) if (this.isShown(a)) this.#shape(a, bodies, marks);
     }
     this.#bodies.replaceChildren(...bodies);
     this.#marks.replaceChildren(...marks);
@@ -369,8 +434,8 @@ export class AnnotationLayer {
 
   /** The geometry of `a` after dragging from drag.start to `now`. */
   #dragged(a: PublicAnnotation, drag: Drag, now: ScreenPoint): AnnotationGeometry | null {
-    const from = this.viewer.screenToImage(drag.start.x, drag.start.y);
-    const to = this.viewer.screenToImage(now.x, now.y);
+    const from = this.#surface.screenToImage(drag.start.x, drag.start.y);
+    const to = this.#surface.screenToImage(now.x, now.y);
     if (!from || !to) return null;
     const g = a.geometry;
     if (!drag.vertex) {
@@ -387,7 +452,7 @@ export class AnnotationLayer {
     if (g.type === 'LineString') return { type: 'LineString', coordinates: g.coordinates.map((p, i) => (i === index ? target : p)) };
     if (a.kind === 'rectangle') {
       // A rectangle stays a rectangle on screen: the opposite corner holds, the dragged one follows.
-      const map = this.viewer.imageToScreen();
+      const map = this.#surface.imageToScreen();
       const opposite = g.coordinates[0]![(index + 2) % 4]!;
       if (!map) return null;
       const fixed = map(opposite[0], opposite[1]);
@@ -413,7 +478,7 @@ export class AnnotationLayer {
   }
 
   #toImage(p: ScreenPoint): Position | null {
-    const image = this.viewer.screenToImage(p.x, p.y);
+    const image = this.#surface.screenToImage(p.x, p.y);
     return image ? [round(image.x), round(image.y)] : null;
   }
 

@@ -6,6 +6,7 @@
 import OpenSeadragon from 'openseadragon';
 import { h } from '../dom';
 import type { PublicMaterial } from '../../../src/protocol/cases';
+import type { AnnotationSurface, ImageToScreen } from './AnnotationLayer';
 
 export interface ViewState {
   center: { x: number; y: number };
@@ -13,8 +14,7 @@ export interface ViewState {
   rotation: number;
 }
 
-/** Image pixel → viewer element pixel, for the current frame. */
-export type ImageToScreen = (x: number, y: number) => { x: number; y: number };
+export type { ImageToScreen };
 
 /**
  * OSD 6 appends an inline <style> (a focus-outline rule for touch devices) unless an element
@@ -34,7 +34,7 @@ function normaliseDegrees(degrees: number): number {
   return d < 0 ? d + 360 : d;
 }
 
-export class SlideViewer {
+export class SlideViewer implements AnnotationSurface {
   readonly element: HTMLElement;
   readonly osd: OpenSeadragon.Viewer;
   /** Where overlays (annotations, pointers) go: above the OSD canvas, same size. */
@@ -95,6 +95,28 @@ export class SlideViewer {
 
   get materialId(): string | null {
     return this.#material?.id ?? null;
+  }
+
+  /** A slide has no slices. */
+  get slice(): null {
+    return null;
+  }
+
+  showSlice(): void {
+    // Nothing to show: a slide is one image.
+  }
+
+  /** OSD's drag-to-pan and wheel zoom, off while an annotation tool draws. */
+  setNavigationEnabled(enabled: boolean): void {
+    this.osd.setMouseNavEnabled(enabled);
+  }
+
+  onEmptyClick(listener: () => void): () => void {
+    const handler = (e: OpenSeadragon.CanvasClickEvent) => {
+      if (e.quick) listener();
+    };
+    this.osd.addHandler('canvas-click', handler);
+    return () => this.osd.removeHandler('canvas-click', handler);
   }
 
   /** Viewport changed, by anyone (fires often: throttle what it triggers). */

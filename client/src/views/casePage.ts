@@ -119,6 +119,7 @@ class CasePage {
     this.#documents?.dispose();
     this.#pointers?.destroy();
     this.#annotations?.destroy();
+    this.#stack?.destroy();
     this.#viewer?.destroy();
   }
 
@@ -196,7 +197,6 @@ class CasePage {
       call: (event, payload) => this.#call(event, payload),
       say: (text) => this.#say(text),
       nameOf: (userId) => this.#formerNames.get(userId) ?? null,
-      materialId: () => viewer.materialId,
     });
     viewer.overlayHost.append(this.#annotations.layer.element, this.#pointers.element);
     this.#cleanups.push(
@@ -442,10 +442,13 @@ class CasePage {
     if (!viewer) return;
     this.#materials?.setActive(material.id);
     if (await this.#stack?.open(material, this.#following ? this.#pendingView : null).catch(() => (this.#say('The series could not be opened.'), true))) {
+      // Annotations are drawn on the stack, slice by slice, while it is shown.
+      if (this.#stack) this.#annotations?.showOn(this.#stack.viewer);
       if (this.#pendingView?.materialId === material.id) this.#pendingView = null;
       if (this.#iPresent) this.#viewportNow();
       return;
     }
+    this.#annotations?.showOn(viewer);
     this.#annotations?.materialChanged();
     try {
       await viewer.open(material);
