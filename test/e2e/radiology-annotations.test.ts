@@ -9,7 +9,7 @@ import type { Socket as ClientSocket } from 'socket.io-client';
 import type { Page } from 'playwright-core';
 import { ctSeries, registerPatientSecrets } from '../helpers/dicom';
 import { call, connect, waitFor } from '../helpers/server';
-import { startHarness, type Harness } from './clientHarness';
+import { slidePng, startHarness, type Harness } from './clientHarness';
 import type { PublicAnnotation } from '../../src/protocol/annotations';
 
 jest.setTimeout(180_000);
@@ -71,6 +71,11 @@ async function picture(page: Page): Promise<{ x: number; y: number; width: numbe
 async function imagePoint(page: Page, ix: number, iy: number): Promise<{ x: number; y: number }> {
   const p = await picture(page);
   return { x: p.x + (ix / SIZE) * p.width, y: p.y + (iy / SIZE) * p.height };
+}
+
+/** Lets the page draw two frames: the overlay rebuilds at the next animation frame after a change. */
+async function frames(page: Page): Promise<void> {
+  await page.evaluate(() => new Promise<void>((resolve) => requestAnimationFrame(() => requestAnimationFrame(() => resolve()))));
 }
 
 function shapesOn(page: Page) {
@@ -181,7 +186,8 @@ test('a rectangle drawn on one slice is seen on that slice only, by everyone, an
   // The other person is on slice 5: the list names the annotation and its slice, the image shows nothing.
   await viewer.locator('.annotation-list .annotation-item', { hasText: 'Nodule' }).locator('.annotation-slice', { hasText: `Slice ${SLICE + 1}` }).waitFor();
   expect(await sliceOf(viewer)).toBe(4);
-  expect(await shapesOn(viewer).count()).toBe(0);
+  await frames(viewer);
+  expect(await viewer.locator('.stack-viewer .annotation-layer g.annotation').count()).toBe(0);
   // On the slice it was drawn on, it shows at the same place of the image (their own screen).
   await goToSlice(viewer, SLICE);
   await shapesOn(viewer).waitFor();
@@ -197,8 +203,9 @@ test('a rectangle drawn on one slice is seen on that slice only, by everyone, an
   await drawer.reload();
   await openStack(drawer);
   expect(await sliceOf(drawer)).toBe(4);
-  expect(await shapesOn(drawer).count()).toBe(0);
   await drawer.locator('.annotation-list .annotation-item', { hasText: 'Nodule' }).waitFor();
+  await frames(drawer);
+  expect(await drawer.locator('.stack-viewer .annotation-layer g.annotation').count()).toBe(0);
   await goToSlice(drawer, SLICE);
   await shapesOn(drawer).waitFor();
   expectAt(await shapeBox(drawer), await imagePoint(drawer, 40, 40), await imagePoint(drawer, 88, 88));
@@ -248,6 +255,77 @@ test('the list takes you to the slice; the other person edits, moves and deletes
   await waitFor(async () => (await drawer.locator('.stack-viewer .annotation-layer g.annotation').count()) === 0, "the rectangle left the drawer's slice");
   await drawer.locator('.annotation-list .annotation-item').first().waitFor({ state: 'detached' });
   expect(await stored()).toEqual([]);
+
+  t.expectCleanPages();
+});
+
+test('following the presenter shows the annotations of each slice they go to; a slide beside the stack keeps its own', async () => {
+  await drawer.getByRole('button', { name: 'Present' }).click();
+  await drawer.getByText('You are presenting: the room follows your view.').waitFor();
+  await viewer.locator('.follow-bar', { hasText: 'Following Demo Clinician' }).waitFor();
+
+  // A point on slice 3, placed by the presenter; the follower is taken to slice 3 and sees it.
+  await goToSlice(drawer, 2);
+  await waitFor(async () => (await sliceOf(viewer)) === 2, 'the follower followed to slice 3');
+  await drawer.getByLabel('Label for new annotations').fill('Vessel');
+  await drawer.getByRole('button', { name: 'Point', exact: true }).click();
+  const spot = await imagePoint(drawer, 20, 100);
+  await drawer.mouse.click(spot.x, spot.y);
+  const pointOn = (page: Page) => page.locator('.stack-viewer .annotation-layer g.annotation-mark.kind-point', { hasText: 'Vessel' });
+  await pointOn(viewer).waitFor();
+  const [point] = (await stored()).filter((a) => a.properties.label === 'Vessel');
+  expect(point).toMatchObject({ materialId, slice: 2, kind: 'point' });
+  expectNear([(point!.geometry as { coordinates: number[] }).coordinates], [[20, 100]], 1.5);
+
+  // The presenter moves on: the follower's slice 4 has nothing; back on slice 3 the point returns.
+  await goToSlice(drawer, 3);
+  await waitFor(async () => (await sliceOf(viewer)) === 3 && (await pointOn(viewer).count()) === 0, 'the follower is on slice 4, without the point');
+  await goToSlice(drawer, 2);
+  await waitFor(async () => (await sliceOf(viewer)) === 2, 'the follower is back on slice 3');
+  await pointOn(viewer).waitFor();
+
+  // A slide in the same case: the layer moves to the slide viewer and back, with the tool.
+  const { client } = await t.account('clinician');
+  const token = await client.csrf();
+  const upload = await client.agent
+    .post(`/api/cases/${caseId}/materials?name=slide.png`)
+    .set('X-CSRF-Token', token)
+    .set('Content-Type', 'application/octet-stream')
+    .send(await slidePng(800, 600))
+    .expect(202);
+  const slideId = upload.body.material.id as string;
+  // Conversion progress reaches the page through the room; the name becomes a button when ready.
+  await drawer.locator(`li.material[data-material-id="${slideId}"][data-status="ready"]`).getByRole('button', { name: 'slide.png' }).click({ timeout: 60_000 });
+  await drawer.locator(`.viewer[data-material-id="${slideId}"][data-opened="true"]`).waitFor();
+  expect(await drawer.locator('.stack-viewer').isHidden()).toBe(true);
+  // The Point tool is still chosen: a click on the slide places a point without a slice.
+  await drawer.getByLabel('Label for new annotations').fill('Slide dot');
+  const box = (await drawer.locator('.viewer').boundingBox())!;
+  await drawer.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+  await drawer.locator('.viewer .annotation-layer g.annotation-mark.kind-point', { hasText: 'Slide dot' }).waitFor();
+  const [onSlide] = (await stored()).filter((a) => a.properties.label === 'Slide dot');
+  expect(onSlide).toMatchObject({ materialId: slideId, slice: null });
+  // The list is the slide's: its point, no slice named, nothing of the stack.
+  const list = drawer.locator('.annotation-list');
+  await list.locator('.annotation-item', { hasText: 'Slide dot' }).waitFor();
+  expect(await list.locator('.annotation-item').count()).toBe(1);
+  expect(await list.locator('.annotation-slice').count()).toBe(0);
+  // The follower followed to the slide and sees the point there.
+  await viewer.locator('.viewer .annotation-layer g.annotation-mark.kind-point', { hasText: 'Slide dot' }).waitFor();
+
+  // Back to the stack: it opens at the middle slice (5) without the point, which waits on slice 3.
+  await drawer.locator(`li.material[data-material-id="${materialId}"]`).getByRole('button').click();
+  await drawer.locator(`.stack-viewer:not([hidden])[data-material-id="${materialId}"]`).waitFor();
+  await list.locator('.annotation-item', { hasText: 'Vessel' }).locator('.annotation-slice', { hasText: 'Slice 3' }).waitFor();
+  expect(await list.locator('.annotation-item').count()).toBe(1);
+  await frames(drawer);
+  expect(await sliceOf(drawer)).toBe(4);
+  expect(await drawer.locator('.stack-viewer .annotation-layer .annotation-mark').count()).toBe(0);
+  await list.getByRole('button', { name: /Vessel/ }).click();
+  await waitFor(async () => (await sliceOf(drawer)) === 2, 'the list entry took the presenter to slice 3');
+  await pointOn(drawer).waitFor();
+  await waitFor(async () => (await sliceOf(viewer)) === 2, 'the follower came along to slice 3');
+  await pointOn(viewer).waitFor();
 
   t.expectCleanPages();
 });
