@@ -230,7 +230,14 @@ export class StackViewer implements AnnotationSurface {
 
   async open(material: PublicMaterial): Promise<void> {
     this.#materialId = material.id;
-    const { stack } = await this.getJson<{ stack: PublicStack }>(`/api/cases/${material.caseId}/materials/${material.id}/stack`);
+    let stack: PublicStack;
+    try {
+      ({ stack } = await this.getJson<{ stack: PublicStack }>(`/api/cases/${material.caseId}/materials/${material.id}/stack`));
+    } catch (err) {
+      // Not the previous stack's slices under this material's id (annotations would go to it).
+      if (this.#materialId === material.id) this.close();
+      throw err;
+    }
     if (this.#materialId !== material.id) return;
     this.#stack = stack;
     this.#view = { slice: Math.floor((stack.slices.length - 1) / 2), window: stack.window };
