@@ -301,7 +301,8 @@ describe('annotation tools', () => {
       return { type: 'Feature', geometry: { type: 'Polygon', coordinates: [[...ring, ring[0]]] }, properties: { objectType: 'detection', classification: { name: 'Tumor', color: [200, 0, 0] } } };
     });
     await clinician.locator('.geojson-actions input[type="file"]').setInputFiles({ name: 'cells.geojson', mimeType: 'application/geo+json', buffer: Buffer.from(JSON.stringify(features)) });
-    await clinician.getByText('Imported 1000 annotations from cells.geojson.').waitFor();
+    // 1,000 durable writes (fsync on) before the answer: on a busy machine that takes longer than a click.
+    await clinician.getByText('Imported 1000 annotations from cells.geojson.').waitFor({ timeout: 60_000 });
     // Every op of the import reaches the other screen; the list and the slide show them all.
     await waitFor(async () => (await pathologist.locator('.annotation-list .annotation-item').count()) === 1006, 'the other user lists all 1,006 annotations', 60_000);
     expect(await shapes(pathologist, 'polygon').count()).toBe(1002);
