@@ -24,6 +24,10 @@ export interface ImportDraft {
   kind: AnnotationKind;
   geometry: AnnotationGeometry;
   properties: AnnotationProperties;
+  /** The slice of a DICOM stack (our exports of a stack), or null. */
+  slice: number | null;
+  /** Where the feature was in the file, to name it in a refusal. */
+  path: string;
 }
 
 export function hexToRgb(color: string): [number, number, number] {
@@ -48,6 +52,7 @@ export function toFeature(a: PublicAnnotation): GeoJsonFeature {
       kind: a.kind,
       text,
       version: a.version,
+      ...(a.slice !== null ? { slice: a.slice } : {}),
     },
   };
 }
@@ -103,7 +108,7 @@ export function parseImport(body: unknown): ImportDraft[] {
       const kind = p.kind ?? INFERRED_KIND[geometry.type];
       const mismatch = geometryMismatch(kind, geometry);
       if (mismatch) issues.push({ path: `${prefix}${index}.properties.kind`, issue: mismatch });
-      drafts.push({ kind, geometry, properties });
+      drafts.push({ kind, geometry, properties, slice: p.slice ?? null, path: `${prefix}${index}` });
     }
   });
   if (drafts.length > MAX_IMPORT_FEATURES) {

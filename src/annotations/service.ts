@@ -347,10 +347,19 @@ export class AnnotationService extends EventEmitter<AnnotationEvents> {
   async importGeoJson(actor: Actor, ctx: RequestContext, caseId: string, materialId: string, body: unknown): Promise<{ imported: number; annotations: PublicAnnotation[] }> {
     await this.authorizeOnMaterial(actor, caseId, materialId, 'annotation.write');
     const drafts = parseImport(body);
+    // Slices (our exports of a DICOM stack) are checked as on create: a stack, within its length.
+    const sliced = drafts.filter((d) => d.slice !== null);
+    if (sliced.length > 0) {
+      const series = await this.store.radiology.findSeries(actor.siteId, caseId, materialId);
+      const issues = sliced
+        .filter((d) => !series || d.slice! >= series.instanceCount)
+        .map((d) => ({ path: `${d.path}.properties.slice`, issue: series ? `the stack has ${series.instanceCount} slices` : 'only an annotation on a DICOM stack has a slice' }));
+      if (issues.length > 0) throw new ValidationError(issues.slice(0, 20));
+    }
     const records: AnnotationRecord[] = [];
     for (const d of drafts) {
       // Imports have no client retry id of their own; a fresh random one keeps the key unique.
-      records.push(await this.newRecord(actor, caseId, materialId, `import-${newId()}`, d.kind, d.geometry, d.properties));
+      records.push({ ...(await this.newRecord(actor, caseId, materialId, `import-${newId()}`, d.kind, d.geometry, d.properties)), slice: d.slice });
     }
     const stored = await this.store.annotations.createMany(records);
     const ops = await Promise.all(stored.map((o) => this.opToPublic(o)));

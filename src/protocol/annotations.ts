@@ -211,6 +211,8 @@ const importPropertiesSchema = z.object({
   color: z.union([colorSchema, rgbSchema]).optional(),
   kind: z.enum(ANNOTATION_KINDS).optional(),
   text: textSchema.nullish(),
+  /** Our exports of a DICOM stack: the slice (display order, from 0) the annotation is on. */
+  slice: z.number().int().min(0).max(100_000).nullish(),
 });
 
 export const importFeatureSchema = z.object({
@@ -240,6 +242,8 @@ export interface GeoJsonFeature {
     kind: AnnotationKind;
     text: string;
     version: number;
+    /** Only on a DICOM stack: the slice (display order, from 0). */
+    slice?: number;
   };
 }
 

@@ -1,6 +1,7 @@
 // Radiology in the case room: follow the presenter carries the stack's slice and window (the
 // viewport's optional `stack` field, relayed and kept for newcomers; old clients' viewports
-// still pass), and annotations attach to a slice of a stack (refused on a slide or past the end).
+// still pass), and annotations attach to a slice of a stack (refused on a slide or past the end),
+// in the room and through a GeoJSON export and import.
 import type { Socket as ClientSocket } from 'socket.io-client';
 import { ctSeries, registerPatientSecrets } from '../helpers/dicom';
 import { call, startTestServer, waitFor, type TestClient, type TestServer } from '../helpers/server';
@@ -93,4 +94,32 @@ test('annotations attach to a slice of a stack; a slice on a slide or past the e
   const b = await connected(pathologist);
   const join = await call<{ annotations: { slice: number | null; properties: { label: string } }[] }>(b, 'room:join', { caseId });
   expect(join.ok && join.data.annotations.map((x) => x.slice).sort()).toEqual([2, null]);
+});
+
+test('GeoJSON keeps the slice: exported with each stack annotation, imported back onto it; a slice past the end refuses the whole file', async () => {
+  const a = await connected(clinician);
+  await call(a, 'room:join', { caseId });
+  const point = { kind: 'point', geometry: { type: 'Point', coordinates: [20, 22] }, properties: { label: 'Exported', color: '#00ff00', text: '' } };
+  expect((await call(a, 'annotation:create', { caseId, materialId, slice: 3, clientId: `geo-slice-${Date.now()}`, ...point })).ok).toBe(true);
+  expect((await call(a, 'annotation:create', { caseId, materialId, clientId: `geo-plain-${Date.now()}`, ...point })).ok).toBe(true);
+
+  const exported = JSON.parse((await clinician.get(`/api/cases/${caseId}/materials/${materialId}/annotations.geojson`).buffer(true).expect(200)).text) as {
+    features: { properties: { slice?: number; name: string } }[];
+  };
+  const mine = exported.features.filter((f) => f.properties.name === 'Exported');
+  // On a slice: the member; drawn without one: no member at all.
+  expect(mine.map((f) => f.properties.slice ?? 'none').sort()).toEqual([3, 'none']);
+
+  const count = async () => JSON.parse((await clinician.get(`/api/cases/${caseId}/materials/${materialId}/annotations.geojson`).buffer(true).expect(200)).text).features.length as number;
+  const before = await count();
+  const imported = await clinician.post(`/api/cases/${caseId}/materials/${materialId}/annotations/import`, { type: 'FeatureCollection', features: mine }).expect(201);
+  expect((imported.body.annotations as { slice: number | null }[]).map((x) => x.slice ?? 'none').sort()).toEqual([3, 'none']);
+
+  const onSlice = mine.find((f) => f.properties.slice === 3)!;
+  const past = { type: 'FeatureCollection', features: [...mine, { ...onSlice, properties: { ...onSlice.properties, slice: 4 } }] };
+  const refused = await clinician.post(`/api/cases/${caseId}/materials/${materialId}/annotations/import`, past).expect(400);
+  expect(refused.body.error.code).toBe('VALIDATION_FAILED');
+  expect(refused.body.error.details).toEqual([{ path: 'features.2.properties.slice', issue: 'the stack has 4 slices' }]);
+  // Nothing of the refused file was stored.
+  expect(await count()).toBe(before + 2);
 });
