@@ -68,6 +68,16 @@ async function stackState(page: Page): Promise<{ slice: number; center: number; 
   };
 }
 
+/** Where the slice's pixels are on the page: the <img> box less its letterbox bands (object-fit: contain). */
+async function pictureBox(page: Page): Promise<{ x: number; y: number; width: number; height: number }> {
+  return page.locator('.stack-image').evaluate((img: HTMLImageElement) => {
+    const b = img.getBoundingClientRect();
+    const scale = Math.min(b.width / img.naturalWidth, b.height / img.naturalHeight);
+    const [width, height] = [img.naturalWidth * scale, img.naturalHeight * scale];
+    return { x: b.left + (b.width - width) / 2, y: b.top + (b.height - height) / 2, width, height };
+  });
+}
+
 beforeAll(async () => {
   if (!fs.existsSync(path.join(CLIENT_DIST, 'index.html'))) throw new Error('client/dist is missing: run `node scripts/setup.mjs --test` (npm test does it)');
   server = await startTestServer();
@@ -131,6 +141,19 @@ test('the presenter scrolls slices and changes window/level; the follower follow
   const [p, f] = [await stackState(presenter), await stackState(follower)];
   expect(f.src).toBe(p.src);
   expect(await follower.locator('.stack-image').evaluate((img: HTMLImageElement) => img.naturalWidth)).toBe(128);
+
+  // The slide's zoom, fit and rotate are not offered on a stack (it has its own controls).
+  for (const page of [presenter, follower]) expect(await page.getByRole('button', { name: 'Zoom in' }).isVisible()).toBe(false);
+
+  // The presenter's laser pointer shows on the follower's stack at the same place of the slice.
+  const from = await pictureBox(presenter);
+  await presenter.mouse.move(from.x + from.width * 0.25, from.y + from.height * 0.75);
+  const to = await pictureBox(follower);
+  const dot = follower.locator('.stack-overlays .pointer-dot');
+  await waitFor(async () => {
+    const b = (await dot.count()) === 1 && (await dot.isVisible()) ? await dot.boundingBox() : null;
+    return b !== null && Math.abs(b.x + b.width / 2 - (to.x + to.width * 0.25)) < to.width * 0.03 && Math.abs(b.y + b.height / 2 - (to.y + to.height * 0.75)) < to.height * 0.03;
+  }, "the presenter's pointer is shown a quarter across and three quarters down the follower's slice");
 
   // The follower scrolls on their own: follow mode stops, and the presenter's moves no longer apply.
   await follower.locator('.stack-viewer').press('ArrowUp');

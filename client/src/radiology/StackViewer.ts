@@ -55,7 +55,6 @@ export class StackViewer implements AnnotationSurface {
   #press: { pointerId: number; x: number; y: number } | null = null;
   /** Off while an annotation tool draws: the right-button window drag would fight the tool. */
   #navigation = true;
-  #loading = 0;
   #redrawFrame: number | null = null;
   readonly #resize: ResizeObserver;
 
@@ -129,13 +128,13 @@ export class StackViewer implements AnnotationSurface {
     // The picture's place in the frame changes with the frame's size and the image's.
     this.#resize = new ResizeObserver(() => this.#scheduleRedraw());
     this.#resize.observe(frame);
+    // A src replaced before its image arrived fires neither load nor error for the old one:
+    // "loaded" is the current request's state (img.complete), updated when it settles.
     this.#image.addEventListener('load', () => {
-      this.#loading = Math.max(0, this.#loading - 1);
       this.#mirror();
       this.#scheduleRedraw();
     });
     this.#image.addEventListener('error', () => {
-      this.#loading = Math.max(0, this.#loading - 1);
       this.#mirror();
     });
   }
@@ -191,6 +190,11 @@ export class StackViewer implements AnnotationSurface {
     const width = naturalWidth * scale;
     const height = naturalHeight * scale;
     return { left: box.left - host.left + (box.width - width) / 2, top: box.top - host.top + (box.height - height) / 2, width, height, columns: stack.columns, rows: stack.rows };
+  }
+
+  /** The slice's size in image pixels (columns, rows), or null when nothing is open. */
+  imageSize(): { width: number; height: number } | null {
+    return this.#stack ? { width: this.#stack.columns, height: this.#stack.rows } : null;
   }
 
   imageToScreen(): ImageToScreen | null {
@@ -291,10 +295,7 @@ export class StackViewer implements AnnotationSurface {
     const { slice, window } = this.#view;
     const query = window ? `?wc=${encodeURIComponent(String(window.center))}&ww=${encodeURIComponent(String(window.width))}` : '';
     const src = `${stack.sliceUrl.replace('{index}', String(slice))}${query}`;
-    if (this.#image.getAttribute('src') !== src) {
-      this.#loading++;
-      this.#image.src = src;
-    }
+    if (this.#image.getAttribute('src') !== src) this.#image.src = src;
     this.#slider.value = String(slice);
     const info = stack.slices[slice];
     replaceChildren(this.#sliceLabel, `Slice ${slice + 1} / ${stack.slices.length}${info?.slicePosition !== null && info?.slicePosition !== undefined ? ` · ${info.slicePosition.toFixed(1)} mm` : ''}`);
@@ -320,6 +321,6 @@ export class StackViewer implements AnnotationSurface {
     this.element.dataset.slice = String(this.#view.slice);
     this.element.dataset.windowCenter = String(w.center);
     this.element.dataset.windowWidth = String(w.width);
-    this.element.dataset.loaded = String(this.#loading === 0 && this.#image.complete);
+    this.element.dataset.loaded = String(this.#image.complete && this.#image.naturalWidth > 0);
   }
 }

@@ -87,12 +87,13 @@ class CasePage {
   readonly #connection = h('span', { class: 'connection', hidden: true, attrs: { role: 'status', 'aria-live': 'polite' } });
   readonly #notice = h('p', { class: 'notice', hidden: true, attrs: { role: 'status', 'aria-live': 'polite' } });
   readonly #followBar = h('div', { class: 'follow-bar', hidden: true, attrs: { role: 'status' } });
+  /** The toolbar's zoom, fit and rotate buttons: shown only while a slide (not a stack) is open. */
+  #slideTools: HTMLElement[] = [];
   readonly #pointerButton = h('button', { type: 'button', class: 'tool', attrs: { 'aria-pressed': 'false' }, title: 'Show your pointer to the room' }, 'Pointer');
 
   readonly #sendViewport = throttle(() => this.#viewportNow(), VIEWPORT_EVERY_MS);
-  readonly #sendPointer = throttle((x: number, y: number) => {
-    const materialId = this.#viewer?.materialId;
-    if (materialId && this.#pointerActive) this.#room?.sendPointer({ caseId: this.caseId, materialId, position: { x, y } });
+  readonly #sendPointer = throttle((materialId: string, x: number, y: number) => {
+    if (this.#pointerActive && this.#pointers?.surface.materialId === materialId) this.#room?.sendPointer({ caseId: this.caseId, materialId, position: { x, y } });
   }, POINTER_EVERY_MS);
 
   constructor(
@@ -216,6 +217,8 @@ class CasePage {
       changed: () => this.#iPresent && this.#sendViewport(),
       userMoved: () => this.#following && this.#setFollowing(false),
     });
+    this.#stack.viewer.element.addEventListener('pointermove', (e) => this.#onPointerMove(e));
+    this.#stack.viewer.element.addEventListener('pointerleave', () => this.#hidePointer());
 
     this.#documents = new DocumentsPanel(this.ctx.api, this.caseId);
     void this.#documents.refresh();
@@ -231,13 +234,17 @@ class CasePage {
       if (!this.#pointerActive) this.#hidePointer();
       this.#renderPointerButton();
     });
-    const toolbar = h(
-      'div',
-      { class: 'viewer-toolbar', attrs: { role: 'toolbar', 'aria-label': 'Viewer' } },
+    // Zoom, fit and rotate act on the slide viewer; a DICOM stack has its own controls.
+    this.#slideTools = [
       h('button', { type: 'button', class: 'tool', title: 'Zoom out', attrs: { 'aria-label': 'Zoom out' }, on: { click: () => viewer.zoomBy(1 / 1.5) } }, '−'),
       h('button', { type: 'button', class: 'tool', title: 'Zoom in', attrs: { 'aria-label': 'Zoom in' }, on: { click: () => viewer.zoomBy(1.5) } }, '+'),
       h('button', { type: 'button', class: 'tool', title: 'Fit the image', on: { click: () => viewer.home() } }, 'Fit'),
       h('button', { type: 'button', class: 'tool', title: 'Rotate 90°', on: { click: () => viewer.rotateBy(90) } }, 'Rotate'),
+    ];
+    const toolbar = h(
+      'div',
+      { class: 'viewer-toolbar', attrs: { role: 'toolbar', 'aria-label': 'Viewer' } },
+      ...this.#slideTools,
       this.#pointerButton,
       h('span', { class: 'toolbar-gap' }),
       this.#annotations.toolbar,
@@ -386,19 +393,19 @@ class CasePage {
   }
 
   #onPointerMove(e: PointerEvent): void {
-    const viewer = this.#viewer;
-    if (!this.#pointerActive || !viewer) return;
-    const box = viewer.element.getBoundingClientRect();
-    const image = viewer.screenToImage(e.clientX - box.left, e.clientY - box.top);
-    const size = viewer.imageSize();
-    if (!image || !size) return;
-    this.#sendPointer(image.x / size.width, image.y / size.height);
+    if (!this.#pointerActive) return;
+    const at = this.#pointers?.positionOf(e);
+    if (at) this.#sendPointer(at.materialId, at.x, at.y);
   }
 
   #hidePointer(): void {
     this.#sendPointer.cancel();
-    const materialId = this.#viewer?.materialId;
+    const materialId = this.#pointers?.surface.materialId;
     if (materialId) this.#room?.sendPointer({ caseId: this.caseId, materialId, position: null });
+  }
+
+  #showSlideTools(show: boolean): void {
+    for (const tool of this.#slideTools) tool.hidden = !show;
   }
 
   #renderPointerButton(): void {
@@ -443,12 +450,18 @@ class CasePage {
     this.#materials?.setActive(material.id);
     if (await this.#stack?.open(material, this.#following ? this.#pendingView : null).catch(() => (this.#say('The series could not be opened.'), true))) {
       // Annotations are drawn on the stack, slice by slice, while it is shown.
-      if (this.#stack) this.#annotations?.showOn(this.#stack.viewer);
+      if (this.#stack) {
+        this.#annotations?.showOn(this.#stack.viewer);
+        this.#pointers?.showOn(this.#stack.viewer);
+      }
+      this.#showSlideTools(false);
       if (this.#pendingView?.materialId === material.id) this.#pendingView = null;
       if (this.#iPresent) this.#viewportNow();
       return;
     }
     this.#annotations?.showOn(viewer);
+    this.#pointers?.showOn(viewer);
+    this.#showSlideTools(true);
     this.#annotations?.materialChanged();
     try {
       await viewer.open(material);
