@@ -180,7 +180,7 @@ function ensureClientBuild() {
   const outDir = path.join(clientDir, 'dist');
   const inputs = [
     path.join(ROOT, 'package-lock.json'),
-    ...listFiles(clientDir, (p) => !p.startsWith(outDir + path.sep) && /\.(ts|mts|html|css|json)$/.test(p)),
+    ...listFiles(clientDir, (p) => !p.startsWith(outDir + path.sep) && /\.(ts|tsx|mts|html|css|json)$/.test(p)),
     // The client imports the wire contract's types and constants.
     ...listFiles(path.join(ROOT, 'src', 'protocol'), (p) => p.endsWith('.ts')),
   ];
