@@ -188,9 +188,11 @@ describe('GeoJSON', () => {
       annotation(),
       annotation({ kind: 'point', geometry: { type: 'Point', coordinates: [1, 2] }, properties: { label: '', color: '#00ff00', text: '' } }),
       annotation({ kind: 'freehand', geometry: { type: 'LineString', coordinates: [[0, 0], [1, 1], [2, 0]] } }),
+      // On a DICOM stack: the slice goes out and comes back.
+      annotation({ slice: 3 }),
     ];
     const drafts = parseImport(JSON.parse(JSON.stringify(toFeatureCollection(originals))));
-    expect(drafts).toEqual(originals.map((a) => ({ kind: a.kind, geometry: a.geometry, properties: a.properties })));
+    expect(drafts).toEqual(originals.map((a, i) => ({ kind: a.kind, geometry: a.geometry, properties: a.properties, slice: a.slice ?? null, path: `features.${i}` })));
   });
 
   test('a QuPath export imports: MultiPolygon split, classification colour and name, object colour first, packed colour, foreign members ignored', () => {
