@@ -1,0 +1,31 @@
+// Small hooks the administration components share.
+import { useEffect, useLayoutEffect, useRef } from 'preact/hooks';
+
+/** False once the component is unmounted (the page was left): late answers then change nothing. */
+export function useAlive(): { readonly current: boolean } {
+  const alive = useRef(true);
+  useEffect(() => {
+    alive.current = true;
+    return () => {
+      alive.current = false;
+    };
+  }, []);
+  return alive;
+}
+
+/**
+ * Moves focus after the next render of this component: the target may be hidden or not exist
+ * until then (a form being shown, a panel being opened). The last request before a render wins.
+ */
+export function useFocusAfterRender(): (target: () => HTMLElement | null | undefined) => void {
+  const pending = useRef<(() => HTMLElement | null | undefined) | null>(null);
+  useLayoutEffect(() => {
+    const target = pending.current;
+    if (!target) return;
+    pending.current = null;
+    target()?.focus();
+  });
+  return (target) => {
+    pending.current = target;
+  };
+}
