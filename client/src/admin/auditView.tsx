@@ -3,7 +3,7 @@
 // chain's verification (the latest result, and "Verify now"). Users are shown by name where the
 // site's user list knows them; records themselves carry ids only. Rows are keyed by sequence
 // number: the names fill in where they arrive after the records, without searching again.
-import type { ComponentChildren, TargetedSubmitEvent } from 'preact';
+import type { ComponentChildren, TargetedEvent, TargetedSubmitEvent } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { describeError } from '../api';
 import type { AppContext } from '../context';
@@ -11,7 +11,7 @@ import { formatDateTime } from '../dom';
 import { AUDIT_ACTION_LABEL, AUDIT_OUTCOME_LABEL, keysOf, ROLE_LABEL } from '../labels';
 import type { AuditSearchResponse, AuditVerification, PublicAuditRecord } from '../../../src/protocol/governance';
 import type { PublicUser, Role } from '../../../src/protocol/identity';
-import { useAlive } from './hooks';
+import { keepFocus, useAlive } from './hooks';
 
 const PAGE_SIZE = 50;
 const OBJECT_TYPES = ['case', 'material', 'user', 'site', 'annotation', 'chat', 'transfer', 'session'];
@@ -131,7 +131,7 @@ export function AuditView({ ctx }: { ctx: AppContext }) {
   const generation = useRef(0);
   const alive = useAlive();
 
-  const search = async (query: URLSearchParams, cursor: string | null) => {
+  const search = async (query: URLSearchParams, cursor: string | null, refocus = () => {}) => {
     const mine = ++generation.current;
     const q = new URLSearchParams(query);
     q.set('limit', String(PAGE_SIZE));
@@ -144,6 +144,7 @@ export function AuditView({ ctx }: { ctx: AppContext }) {
     } catch (err) {
       if (alive.current && mine === generation.current) setResults((r) => ({ ...r, state: { phase: 'failed', message: describeError(err) } }));
     }
+    if (alive.current) refocus();
   };
 
   /** Reads the form, then searches from the newest record. */
@@ -167,14 +168,19 @@ export function AuditView({ ctx }: { ctx: AppContext }) {
     );
   }, [ctx]);
 
-  const verify = () => {
+  const verify = (e: TargetedEvent<HTMLButtonElement>) => {
+    const refocus = keepFocus(e.currentTarget);
     setVerifying(true);
     setVerification({ text: 'Checking every record of the chain…' });
     ctx.api
       .post<AuditVerification>('/api/admin/audit/verify')
       .then((v) => alive.current && setVerification({ result: v }))
       .catch((err) => alive.current && setVerification({ text: describeError(err) }))
-      .finally(() => alive.current && setVerifying(false));
+      .finally(() => {
+        if (!alive.current) return;
+        setVerifying(false);
+        refocus();
+      });
   };
 
   const submit = (e: TargetedSubmitEvent<HTMLFormElement>) => {
@@ -268,7 +274,7 @@ export function AuditView({ ctx }: { ctx: AppContext }) {
           </tbody>
         </table>
       </div>
-      <button type="button" hidden={results.cursor === null} disabled={searching} onClick={() => void search(filters, results.cursor)}>
+      <button type="button" hidden={results.cursor === null} disabled={searching} onClick={(e) => void search(filters, results.cursor, keepFocus(e.currentTarget))}>
         Show older records
       </button>
     </div>

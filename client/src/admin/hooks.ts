@@ -29,3 +29,19 @@ export function useFocusAfterRender(): (target: () => HTMLElement | null | undef
     pending.current = target;
   };
 }
+
+/**
+ * A control disabled while its request runs loses focus (Chromium moves it to the body), and a
+ * keyboard user would start again from the top of the page. Call before the request with the
+ * control that was used: once the request is over and the control enabled again, it gets focus
+ * back, unless focus has gone somewhere else meanwhile (a one-time password's "Done", say).
+ */
+export function keepFocus(control: HTMLElement): () => void {
+  if (document.activeElement !== control) return () => undefined;
+  return () =>
+    // After Preact's render of the finished state (renders are deferred to a microtask).
+    window.requestAnimationFrame(() => {
+      const now = document.activeElement;
+      if ((now === null || now === document.body) && control.isConnected) control.focus();
+    });
+}

@@ -7,7 +7,7 @@ import { describeError } from '../api';
 import type { AppContext } from '../context';
 import { keysOf, POLICY_FIELDS } from '../labels';
 import type { SitePolicy } from '../../../src/protocol/identity';
-import { useAlive } from './hooks';
+import { keepFocus, useAlive } from './hooks';
 
 type SiteAnswer = { id: string; name: string; policy: SitePolicy };
 type NumberField = keyof typeof POLICY_FIELDS;
@@ -64,6 +64,7 @@ function PolicyForm({ ctx, site: loaded }: { ctx: AppContext; site: SiteAnswer }
       return;
     }
     setDone('');
+    const refocus = e.submitter ? keepFocus(e.submitter as HTMLElement) : () => undefined;
     setSaving(true);
     ctx.api
       .patch<SiteAnswer>('/api/admin/site/policy', change)
@@ -75,7 +76,11 @@ function PolicyForm({ ctx, site: loaded }: { ctx: AppContext; site: SiteAnswer }
         setDone(SAVED);
       })
       .catch((err) => alive.current && setError(describeError(err)))
-      .finally(() => alive.current && setSaving(false));
+      .finally(() => {
+        if (!alive.current) return;
+        setSaving(false);
+        refocus();
+      });
   };
 
   return (

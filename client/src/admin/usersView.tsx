@@ -12,7 +12,7 @@ import type { AppContext } from '../context';
 import { formatDateTime } from '../dom';
 import { keysOf, PERMISSION_HINT, PERMISSION_LABEL, ROLE_LABEL } from '../labels';
 import type { Permission, PublicUser, Role } from '../../../src/protocol/identity';
-import { useAlive, useFocusAfterRender } from './hooks';
+import { keepFocus, useAlive, useFocusAfterRender } from './hooks';
 
 /** A second click within this time confirms an action that cannot be undone. */
 const CONFIRM_MS = 6000;
@@ -85,15 +85,20 @@ function ConfirmButton({ label, confirmLabel, action }: { label: string; confirm
     timer.current = null;
     setArmed(false);
   };
-  const click = () => {
+  const click = (e: TargetedEvent<HTMLButtonElement>) => {
     if (timer.current === null) {
       timer.current = window.setTimeout(disarm, CONFIRM_MS);
       setArmed(true);
       return;
     }
     disarm();
+    const refocus = keepFocus(e.currentTarget);
     setBusy(true);
-    void action().finally(() => alive.current && setBusy(false));
+    void action().finally(() => {
+      if (!alive.current) return;
+      setBusy(false);
+      refocus();
+    });
   };
   return (
     <button type="button" class={armed ? 'small armed' : 'small'} disabled={busy} onClick={click} onBlur={disarm}>
@@ -109,7 +114,8 @@ interface DetailProps {
   setOutcome: (outcome: Outcome) => void;
   /** An answer of the server about this user. */
   onUser: (user: PublicUser) => void;
-  onSecret: (user: PublicUser, password: string, title: string) => void;
+  /** Shows a one-time password; `returnFocus` gets focus when it is closed. */
+  onSecret: (user: PublicUser, password: string, title: string, returnFocus: Element | null) => void;
   /** Focus goes to the panel's title (after an unlock removes the button that had it). */
   focusTitle: () => void;
 }
@@ -147,16 +153,14 @@ function UserDetail({ ctx, user: u, outcome, setOutcome, onUser, onSecret, focus
   const toggle = (p: Permission, e: TargetedEvent<HTMLInputElement>) => {
     const box = e.currentTarget;
     const on = box.checked;
-    const focused = document.activeElement === box;
+    const refocus = keepFocus(box);
     setSwitching((s) => ({ ...s, [p]: on }));
     patch({ permissions: { [p]: on } }, `${PERMISSION_LABEL[p]} ${on ? 'on' : 'off'}${p === 'stopAccess' && on ? '; their sessions were ended' : ''}.`)
       .catch(fail)
       .finally(() => {
         if (!alive.current) return;
         setSwitching(({ [p]: _, ...rest }) => rest);
-        // The switch is disabled while it saves, and a disabled control loses focus: a keyboard
-        // user who pressed Space on it finds it focused again.
-        if (focused) window.requestAnimationFrame(() => document.activeElement === document.body && box.isConnected && box.focus());
+        refocus();
       });
   };
 
@@ -173,10 +177,12 @@ function UserDetail({ ctx, user: u, outcome, setOutcome, onUser, onSecret, focus
     }
   };
   const reset = async () => {
+    // The button that asked (it is disabled, so without focus, by the time the password arrives).
+    const from = document.activeElement;
     try {
       const { user, oneTimePassword } = await ctx.api.post<{ user: PublicUser; oneTimePassword: string }>(`/api/admin/users/${u.id}/reset-password`);
       onUser(user);
-      onSecret(user, oneTimePassword, 'New one-time password');
+      onSecret(user, oneTimePassword, 'New one-time password', from);
     } catch (err) {
       fail(err);
     }
@@ -342,12 +348,20 @@ function CreateUserForm({ ctx, hidden, onCancel, onCreated, emailRef }: CreatePr
   }, [hidden]);
   const submit = (e: TargetedSubmitEvent<HTMLFormElement>) => {
     e.preventDefault();
+    // Pressing Enter in a field keeps focus there; a click on "Create user" gets it back if refused.
+    const refocus = e.submitter ? keepFocus(e.submitter as HTMLElement) : () => undefined;
     setBusy(true);
     setError('');
     ctx.api
       .post<{ user: PublicUser; oneTimePassword: string }>('/api/admin/users', { email: email.trim(), name: name.trim(), role })
-      .then(({ user, oneTimePassword }) => alive.current && onCreated(user, oneTimePassword))
-      .catch((err) => alive.current && setError(describeError(err)))
+      .then(
+        ({ user, oneTimePassword }) => alive.current && onCreated(user, oneTimePassword),
+        (err) => {
+          if (!alive.current) return;
+          setError(describeError(err));
+          refocus();
+        },
+      )
       .finally(() => alive.current && setBusy(false));
   };
   return (
@@ -421,9 +435,9 @@ export function UsersView({ ctx }: { ctx: AppContext }) {
     if (next) focusAfterRender(() => detailTitle.current);
   };
 
-  const showSecret = (user: PublicUser, password: string, title: string) => {
+  const showSecret = (user: PublicUser, password: string, title: string, returnFocus: Element | null) => {
     if (!alive.current) return;
-    setSecret({ user, password, title, returnFocus: document.activeElement });
+    setSecret({ user, password, title, returnFocus });
     focusAfterRender(() => secretPanel.current?.querySelector<HTMLElement>('.secret-done'));
   };
 
@@ -431,7 +445,7 @@ export function UsersView({ ctx }: { ctx: AppContext }) {
     const back = secret?.returnFocus;
     setSecret(null);
     // Back to where the password came from (the reset button), else to "New user".
-    focusAfterRender(() => (back instanceof HTMLElement && back.isConnected && !back.closest('[hidden]') ? back : newButton.current));
+    focusAfterRender(() => (back instanceof HTMLElement && back !== document.body && back.isConnected && !back.closest('[hidden]') ? back : newButton.current));
   };
 
   const hideCreate = () => {
@@ -467,7 +481,7 @@ export function UsersView({ ctx }: { ctx: AppContext }) {
         onCreated={(created, password) => {
           hideCreate();
           replace(created);
-          showSecret(created, password, 'One-time password');
+          showSecret(created, password, 'One-time password', newButton.current);
         }}
       />
       <div class="one-time-password" role="alert" hidden={!secret} ref={secretPanel}>
