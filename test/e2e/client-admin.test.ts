@@ -81,6 +81,8 @@ describe('administration pages', () => {
     await admin.locator('tr.user-row', { hasText: 'Nora Newcomer' }).getByText('Must choose a password').waitFor();
     await secret.getByRole('button', { name: 'Done' }).click();
     expect(await secret.isHidden()).toBe(true);
+    // Focus goes back to where creating started, not to the top of the page.
+    await waitFor(() => admin.getByRole('button', { name: 'New user' }).evaluate((el) => el === document.activeElement), 'New user focused after Done');
 
     await signInAs(person, email, oneTimePassword);
     await person.getByRole('heading', { name: 'Choose your password' }).waitFor();
@@ -99,6 +101,8 @@ describe('administration pages', () => {
     expect(await download.isChecked()).toBe(false);
     await download.check();
     await detail.getByText('Can Download on.').waitFor();
+    // The switch is disabled while it saves; afterwards it has focus again (keyboard users stay put).
+    await waitFor(() => download.evaluate((el) => el === document.activeElement), 'the switch focused after its save');
     await detail.getByLabel('Role').selectOption('clinician');
     await detail.getByText('Role changed to Clinician.').waitFor();
     const saved = await userRecord();
@@ -114,6 +118,7 @@ describe('administration pages', () => {
     await end.click();
     await detail.getByRole('button', { name: 'Click again to confirm' }).click();
     await detail.getByText('1 session ended.').waitFor();
+    await waitFor(() => end.evaluate((el) => el === document.activeElement), 'End all sessions focused after it acted');
     await person.reload();
     await person.getByRole('heading', { name: 'Sign in' }).waitFor();
   });
