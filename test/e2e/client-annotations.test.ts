@@ -228,6 +228,14 @@ describe('annotation tools', () => {
     // 30 screen pixels to the right: the other screen shows the same view size, so about 30 there too.
     const left = async () => (await shapes(pathologist, 'polygon').locator('path').boundingBox())!.x;
     expect(Math.abs((await left()) - before30 - 30)).toBeLessThan(2);
+
+    // Another person's change redraws the list under the keyboard user: focus stays on their row.
+    await select(pathologist, /Rectangle/);
+    const other = pathologist.getByRole('form', { name: 'Selected annotation' });
+    await other.getByLabel('Comment').fill('Second look.');
+    await other.getByRole('button', { name: 'Save' }).click();
+    await row(clinician, /Rectangle/).locator('.annotation-has-comment').waitFor();
+    expect(await row(clinician, /Lesion/).evaluate((button) => button === document.activeElement)).toBe(true);
   });
 
   it('rebases a change made on a stale version (VERSION_CONFLICT) instead of losing either', async () => {
