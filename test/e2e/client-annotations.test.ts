@@ -201,6 +201,23 @@ describe('annotation tools', () => {
     expect(await history.nth(2).textContent()).toMatch(/^Version 3: label “Lesion”, colour #1e88e5, comment removed/);
   });
 
+  it('keeps what is being typed in the editor while another person changes the same annotation', async () => {
+    await select(clinician, /Freehand/);
+    const mine = clinician.getByRole('form', { name: 'Selected annotation' });
+    await mine.getByLabel('Comment').fill('Typed, not saved yet');
+    await select(pathologist, /Freehand/);
+    const theirs = pathologist.getByRole('form', { name: 'Selected annotation' });
+    await theirs.getByLabel('Label').fill('Outline');
+    await theirs.getByRole('button', { name: 'Save' }).click();
+    // The newer version shows in the field not being typed in; the comment keeps the typing.
+    await version(clinician, 2).waitFor();
+    expect(await mine.getByLabel('Label').inputValue()).toBe('Outline');
+    expect(await mine.getByLabel('Comment').inputValue()).toBe('Typed, not saved yet');
+    await mine.getByRole('button', { name: 'Save' }).click();
+    await version(clinician, 3).waitFor();
+    await row(pathologist, /Outline/).locator('.annotation-has-comment').waitFor();
+  });
+
   it('moves the selected shape by dragging it; the other user sees it move', async () => {
     const before = (await shapes(pathologist, 'polygon').locator('path').getAttribute('d'))!;
     await clinician.getByRole('button', { name: 'Pan', exact: true }).click();
