@@ -201,6 +201,23 @@ describe('annotation tools', () => {
     expect(await history.nth(2).textContent()).toMatch(/^Version 3: label “Lesion”, colour #1e88e5, comment removed/);
   });
 
+  it('keeps what is being typed in the editor while another person changes the same annotation', async () => {
+    await select(clinician, /Freehand/);
+    const mine = clinician.getByRole('form', { name: 'Selected annotation' });
+    await mine.getByLabel('Comment').fill('Typed, not saved yet');
+    await select(pathologist, /Freehand/);
+    const theirs = pathologist.getByRole('form', { name: 'Selected annotation' });
+    await theirs.getByLabel('Label').fill('Outline');
+    await theirs.getByRole('button', { name: 'Save' }).click();
+    // The newer version shows in the field not being typed in; the comment keeps the typing.
+    await version(clinician, 2).waitFor();
+    expect(await mine.getByLabel('Label').inputValue()).toBe('Outline');
+    expect(await mine.getByLabel('Comment').inputValue()).toBe('Typed, not saved yet');
+    await mine.getByRole('button', { name: 'Save' }).click();
+    await version(clinician, 3).waitFor();
+    await row(pathologist, /Outline/).locator('.annotation-has-comment').waitFor();
+  });
+
   it('moves the selected shape by dragging it; the other user sees it move', async () => {
     const before = (await shapes(pathologist, 'polygon').locator('path').getAttribute('d'))!;
     await clinician.getByRole('button', { name: 'Pan', exact: true }).click();
@@ -228,6 +245,14 @@ describe('annotation tools', () => {
     // 30 screen pixels to the right: the other screen shows the same view size, so about 30 there too.
     const left = async () => (await shapes(pathologist, 'polygon').locator('path').boundingBox())!.x;
     expect(Math.abs((await left()) - before30 - 30)).toBeLessThan(2);
+
+    // Another person's change redraws the list under the keyboard user: focus stays on their row.
+    await select(pathologist, /Rectangle/);
+    const other = pathologist.getByRole('form', { name: 'Selected annotation' });
+    await other.getByLabel('Comment').fill('Second look.');
+    await other.getByRole('button', { name: 'Save' }).click();
+    await row(clinician, /Rectangle/).locator('.annotation-has-comment').waitFor();
+    expect(await row(clinician, /Lesion/).evaluate((button) => button === document.activeElement)).toBe(true);
   });
 
   it('rebases a change made on a stale version (VERSION_CONFLICT) instead of losing either', async () => {

@@ -5,9 +5,14 @@
 // drawing and dragging on the image. The image is a surface: the slide viewer, or the stack
 // viewer of a DICOM series, where new annotations carry the slice they are drawn on and the list
 // names each one's slice.
+//
+// The class keeps the small imperative API the case page wires to the room and holds the state;
+// Preact components render that state into its three elements (toolbar, hint line, side panel),
+// the pattern of docs/client.md ("UI library"). The overlay stays imperative (redrawn per frame).
+import { Component, createRef, render, type RefObject } from 'preact';
 import { describeError } from '../api';
 import type { Api } from '../api';
-import { formatDateTime, h, randomId, replaceChildren } from '../dom';
+import { formatDateTime, randomId } from '../dom';
 import { ANNOTATION_KIND_LABEL } from '../labels';
 import { AckFailure } from '../room/RoomClient';
 import { AnnotationLayer, floatingTextField, type AnnotationSurface, type Tool } from '../viewer/AnnotationLayer';
@@ -34,6 +39,8 @@ const TOOLS: { tool: Tool; label: string; hint: string }[] = [
 /** Pan on a stack: the stack viewer's own gestures, not OpenSeadragon's. */
 const STACK_PAN_HINT = 'Scroll or use the arrow keys to change slice; right-drag sets the window. Click a shape to select it; drag the selected shape or its handles to change it. Annotations are drawn on the slice shown.';
 
+const GEOJSON_ACCEPT = '.geojson,.json,application/geo+json,application/json';
+
 type AnnotationEvent = 'annotation:create' | 'annotation:update' | 'annotation:delete' | 'annotation:history';
 
 export interface AnnotationHost {
@@ -53,35 +60,249 @@ export function sliceName(slice: number): string {
 
 type PropertiesPatch = Partial<AnnotationProperties>;
 
+/** The list as last rendered: taken once per animation frame at most (an import is thousands of ops). */
+interface ListView {
+  materialId: string | null;
+  annotations: PublicAnnotation[];
+}
+
+/** What the editor's fields hold: the selected annotation's values, or what the person typed. */
+interface Draft {
+  id: string;
+  label: string;
+  color: string;
+  text: string;
+}
+
+type DraftField = 'label' | 'color' | 'text';
+
+interface HistoryEntry {
+  version: number;
+  what: string;
+  who: string;
+  /** The version to write again, when Restore is offered for it. */
+  restore: PublicAnnotation | null;
+}
+
+type HistoryView = { state: 'loading' } | { state: 'failed'; message: string } | { state: 'loaded'; annotationId: string; entries: HistoryEntry[] };
+
+/** What the components call back; one object for the panel's lifetime. */
+interface PanelActions {
+  setTool(tool: Tool): void;
+  setNewLabel(value: string): void;
+  setNewColour(value: string): void;
+  /** A list row was clicked: selects it, or clears the selection if it was selected. */
+  pick(id: string): void;
+  edit(field: DraftField, value: string): void;
+  save(): void;
+  remove(): void;
+  toggleHistory(): void;
+  close(): void;
+  restore(id: string, old: PublicAnnotation): void;
+  exportFile(): void;
+  chooseFile(): void;
+  importFile(input: HTMLInputElement): void;
+}
+
+// ------------------------------------------------------------------ components
+
+function Tools({ tool, newLabel, newColour, actions }: { tool: Tool; newLabel: string; newColour: string; actions: PanelActions }) {
+  return (
+    <>
+      {TOOLS.map((t) => (
+        <button key={t.tool} type="button" class="tool" aria-pressed={t.tool === tool} aria-describedby="annotation-tool-hint" onClick={() => actions.setTool(t.tool)}>
+          {t.label}
+        </button>
+      ))}
+      <input type="text" name="annotation-label" placeholder="Label" maxLength={LABEL_MAX} aria-label="Label for new annotations" value={newLabel} onInput={(e) => actions.setNewLabel(e.currentTarget.value)} />
+      <input type="color" name="annotation-colour" aria-label="Colour for new annotations" value={newColour} onInput={(e) => actions.setNewColour(e.currentTarget.value)} />
+    </>
+  );
+}
+
+interface ListProps {
+  view: ListView;
+  selected: string | null;
+  actions: PanelActions;
+}
+
+/**
+ * Keyed rows: a row (and its button) is the same element across updates, so focus stays on the
+ * row being used while others' changes arrive. Rendered again only when the list was taken anew
+ * or the selection changed, not on every editor update.
+ */
+class AnnotationList extends Component<ListProps> {
+  override shouldComponentUpdate(next: ListProps): boolean {
+    return next.view !== this.props.view || next.selected !== this.props.selected;
+  }
+
+  override render({ view, selected, actions }: ListProps) {
+    return (
+      <ul class="annotation-list" aria-label="Annotations of this image">
+        {view.annotations.length ? (
+          view.annotations.map((a) => (
+            <li key={a.id} class={a.id === selected ? 'annotation-item selected' : 'annotation-item'} data-annotation-id={a.id}>
+              <button type="button" class="annotation-select" aria-pressed={a.id === selected} onClick={() => actions.pick(a.id)}>
+                {/* The annotation's own colour: a CSSOM property (the CSP allows it, not a style attribute). */}
+                <span class="swatch" aria-hidden="true" style={{ backgroundColor: a.properties.color }} />
+                <span class="annotation-name">{a.properties.label || '(no label)'}</span>
+                <span class="annotation-kind">{ANNOTATION_KIND_LABEL[a.kind]}</span>
+                {a.slice !== null ? (
+                  <span class="annotation-slice" data-slice={String(a.slice)}>
+                    {sliceName(a.slice)}
+                  </span>
+                ) : null}
+                {a.properties.text ? (
+                  <span class="annotation-has-comment" title="Has a comment">
+                    ✎
+                  </span>
+                ) : null}
+              </button>
+            </li>
+          ))
+        ) : (
+          <li class="muted">{view.materialId ? 'None yet. Choose a tool above the slide to draw.' : 'Open a material to see its annotations.'}</li>
+        )}
+      </ul>
+    );
+  }
+}
+
+interface EditorRefs {
+  form: RefObject<HTMLFormElement | null>;
+  label: RefObject<HTMLInputElement | null>;
+  color: RefObject<HTMLInputElement | null>;
+  text: RefObject<HTMLTextAreaElement | null>;
+}
+
+interface EditorProps {
+  /** The selected annotation with its words, or null: the editor is hidden. */
+  shown: { annotation: PublicAnnotation; title: string; meta: string } | null;
+  draft: Draft | null;
+  historyOpen: boolean;
+  history: HistoryView | null;
+  refs: EditorRefs;
+  actions: PanelActions;
+}
+
+function Editor({ shown, draft, historyOpen, history, refs, actions }: EditorProps) {
+  const a = shown?.annotation;
+  return (
+    <form
+      ref={refs.form}
+      class="annotation-editor"
+      hidden={!shown}
+      aria-label="Selected annotation"
+      data-annotation-id={a?.id ?? ''}
+      data-version={a ? String(a.version) : undefined}
+      onSubmit={(e) => {
+        e.preventDefault();
+        actions.save();
+      }}
+    >
+      {shown && draft ? (
+        <>
+          <h3 class="editor-title">{shown.title}</h3>
+          <label class="field" for="annotation-edit-label">
+            <span>Label</span>
+            <input ref={refs.label} type="text" name="label" maxLength={LABEL_MAX} id="annotation-edit-label" value={draft.label} onInput={(e) => actions.edit('label', e.currentTarget.value)} />
+          </label>
+          <label class="field field-inline" for="annotation-edit-colour">
+            <span>Colour</span>
+            <input ref={refs.color} type="color" name="color" id="annotation-edit-colour" value={draft.color} onInput={(e) => actions.edit('color', e.currentTarget.value)} />
+          </label>
+          <label class="field" for="annotation-edit-text">
+            <span>Comment</span>
+            <textarea ref={refs.text} name="text" rows={3} maxLength={TEXT_MAX} id="annotation-edit-text" placeholder="A comment for the room" value={draft.text} onInput={(e) => actions.edit('text', e.currentTarget.value)} />
+          </label>
+          <p class="editor-meta">{shown.meta}</p>
+          <div class="editor-actions">
+            <button type="submit" class="primary small">
+              Save
+            </button>
+            <button type="button" class="small danger" onClick={actions.remove}>
+              Delete
+            </button>
+            <button type="button" class="small" aria-expanded={historyOpen} aria-controls="annotation-history" onClick={actions.toggleHistory}>
+              History
+            </button>
+            <button type="button" class="small" onClick={actions.close}>
+              Close
+            </button>
+          </div>
+          <div class="annotation-history" id="annotation-history" hidden={!historyOpen}>
+            <History history={history} actions={actions} />
+          </div>
+        </>
+      ) : null}
+    </form>
+  );
+}
+
+function History({ history, actions }: { history: HistoryView | null; actions: PanelActions }) {
+  if (!history) return null;
+  if (history.state === 'loading') return <p class="muted">Loading the history…</p>;
+  if (history.state === 'failed') return <p class="form-error">{history.message}</p>;
+  return (
+    <>
+      <h4>History</h4>
+      <ol class="history-list">
+        {history.entries.map((entry) => (
+          <li key={entry.version} class="history-item" data-version={String(entry.version)}>
+            <span class="history-what">{`Version ${entry.version}: ${entry.what}`}</span>
+            <span class="history-who">{entry.who}</span>
+            {entry.restore ? (
+              <button type="button" class="small link" aria-label={`Restore version ${entry.version}`} onClick={() => actions.restore(history.annotationId, entry.restore!)}>
+                Restore
+              </button>
+            ) : null}
+          </li>
+        ))}
+      </ol>
+    </>
+  );
+}
+
+function GeoJsonActions({ materialId, importInput, actions }: { materialId: string | null; importInput: RefObject<HTMLInputElement | null>; actions: PanelActions }) {
+  return (
+    <div class="geojson-actions">
+      <button type="button" class="small" disabled={!materialId} onClick={actions.exportFile}>
+        Export GeoJSON
+      </button>
+      <button type="button" class="small" disabled={!materialId} onClick={actions.chooseFile}>
+        Import GeoJSON
+      </button>
+      <input ref={importInput} type="file" accept={GEOJSON_ACCEPT} class="visually-hidden" tabIndex={-1} aria-label="GeoJSON file to import" onChange={(e) => actions.importFile(e.currentTarget)} />
+    </div>
+  );
+}
+
+// ------------------------------------------------------------------ the panel
+
 export class AnnotationPanel {
   readonly layer: AnnotationLayer;
   /** Tools for the viewer's toolbar. */
-  readonly toolbar: HTMLElement;
+  readonly toolbar: HTMLElement = document.createElement('div');
   /** The side panel: list, editor, history, import and export. */
-  readonly element: HTMLElement;
-  readonly #toolButtons = new Map<Tool, HTMLButtonElement>();
-  readonly #hint = h('p', { class: 'tool-hint', id: 'annotation-tool-hint', attrs: { 'aria-live': 'polite' } });
-  readonly #labelInput = h('input', { type: 'text', name: 'annotation-label', placeholder: 'Label', maxLength: LABEL_MAX, attrs: { 'aria-label': 'Label for new annotations' } });
-  readonly #colourInput = h('input', { type: 'color', name: 'annotation-colour', value: NEW_ANNOTATION_COLOUR, attrs: { 'aria-label': 'Colour for new annotations' } });
-  readonly #list = h('ul', { class: 'annotation-list', attrs: { 'aria-label': 'Annotations of this image' } });
-  readonly #editor = h('form', { class: 'annotation-editor', hidden: true, attrs: { 'aria-label': 'Selected annotation' } });
-  readonly #editorTitle = h('h3', { class: 'editor-title' });
-  readonly #editLabel = h('input', { type: 'text', name: 'label', maxLength: LABEL_MAX, id: 'annotation-edit-label' });
-  readonly #editColour = h('input', { type: 'color', name: 'color', id: 'annotation-edit-colour' });
-  readonly #editText = h('textarea', { name: 'text', rows: 3, maxLength: TEXT_MAX, id: 'annotation-edit-text', placeholder: 'A comment for the room' });
-  readonly #editMeta = h('p', { class: 'editor-meta' });
-  readonly #historyButton = h('button', { type: 'button', class: 'small', attrs: { 'aria-expanded': 'false', 'aria-controls': 'annotation-history' } }, 'History');
-  readonly #history = h('div', { class: 'annotation-history', id: 'annotation-history', hidden: true });
-  readonly #importInput = h('input', { type: 'file', accept: '.geojson,.json,application/geo+json,application/json', class: 'visually-hidden', tabIndex: -1, attrs: { 'aria-label': 'GeoJSON file to import' } });
-  readonly #exportButton = h('button', { type: 'button', class: 'small' }, 'Export GeoJSON');
-  readonly #importButton = h('button', { type: 'button', class: 'small' }, 'Import GeoJSON');
-  readonly #rows = new Map<string, HTMLLIElement>();
+  readonly element: HTMLElement = document.createElement('section');
+  readonly #hint: HTMLElement = document.createElement('p');
+  #hintText: string;
+  #newLabel = '';
+  #newColour = NEW_ANNOTATION_COLOUR;
+  #listView: ListView = { materialId: null, annotations: [] };
   #selected: string | null = null;
+  #draft: Draft | null = null;
+  #historyOpen = false;
   #historyFor: string | null = null;
+  #history: HistoryView | null = null;
+  readonly #refs: EditorRefs = { form: createRef(), label: createRef(), color: createRef(), text: createRef() };
+  readonly #importInput = createRef<HTMLInputElement>();
+  readonly #actions: PanelActions;
   #textField: HTMLInputElement | null = null;
   #nudge: { id: string; timer: number; geometry: AnnotationGeometry } | null = null;
   /** A list render waiting for the next frame (an import arrives as thousands of ops). */
   #listFrame: number | null = null;
+  #destroyed = false;
   readonly #onKey = (e: KeyboardEvent) => this.#key(e);
   #stopEmptyClick: () => void;
 
@@ -94,34 +315,39 @@ export class AnnotationPanel {
       placeText: (screen, image) => this.#placeText(screen, image),
       select: (id) => this.select(id),
       edit: (id, geometry) => void this.#update(id, { geometry }),
-      draftColour: () => this.#colourInput.value,
+      draftColour: () => this.#newColour,
       canEdit: () => true,
     });
-    this.toolbar = h(
-      'div',
-      { class: 'annotation-tools', attrs: { role: 'group', 'aria-label': 'Annotation tools' } },
-      ...TOOLS.map(({ tool, label }) => {
-        const button = h('button', { type: 'button', class: 'tool', attrs: { 'aria-pressed': String(tool === 'pan'), 'aria-describedby': 'annotation-tool-hint' }, on: { click: () => this.setTool(tool) } }, label);
-        this.#toolButtons.set(tool, button);
-        return button;
-      }),
-      this.#labelInput,
-      this.#colourInput,
-    );
-    this.#hint.textContent = this.#hintFor('pan');
-
-    this.#buildEditor();
-    this.#exportButton.addEventListener('click', () => void this.#export());
-    this.#importButton.addEventListener('click', () => this.#importInput.click());
-    this.#importInput.addEventListener('change', () => void this.#import());
-    this.element = h(
-      'section',
-      { class: 'panel annotations-panel', attrs: { 'aria-labelledby': 'annotations-heading' } },
-      h('h2', { id: 'annotations-heading' }, 'Annotations'),
-      this.#list,
-      this.#editor,
-      h('div', { class: 'geojson-actions' }, this.#exportButton, this.#importButton, this.#importInput),
-    );
+    this.#actions = {
+      setTool: (tool) => this.setTool(tool),
+      setNewLabel: (value) => (this.#newLabel = value),
+      setNewColour: (value) => (this.#newColour = value),
+      pick: (id) => this.select(id === this.#selected ? null : id),
+      edit: (field, value) => {
+        if (this.#draft) this.#draft = { ...this.#draft, [field]: value };
+      },
+      save: () => void this.#saveEditor(),
+      remove: () => this.#selected && void this.#delete(this.#selected),
+      toggleHistory: () => this.#toggleHistory(),
+      close: () => {
+        const id = this.#selected;
+        this.select(null);
+        if (id) this.#row(id)?.querySelector('button')?.focus();
+      },
+      restore: (id, old) => void this.#restore(id, old),
+      exportFile: () => void this.#export(),
+      chooseFile: () => this.#importInput.current?.click(),
+      importFile: (input) => void this.#import(input),
+    };
+    this.toolbar.className = 'annotation-tools';
+    this.toolbar.setAttribute('role', 'group');
+    this.toolbar.setAttribute('aria-label', 'Annotation tools');
+    this.#hint.className = 'tool-hint';
+    this.#hint.id = 'annotation-tool-hint';
+    this.#hint.setAttribute('aria-live', 'polite');
+    this.element.className = 'panel annotations-panel';
+    this.element.setAttribute('aria-labelledby', 'annotations-heading');
+    this.#hintText = this.#hintFor('pan');
     document.addEventListener('keydown', this.#onKey);
     this.#stopEmptyClick = this.#watchEmptyClicks(surface);
     this.render();
@@ -148,7 +374,7 @@ export class AnnotationPanel {
       this.#stopEmptyClick();
       this.layer.attach(surface);
       this.#stopEmptyClick = this.#watchEmptyClicks(surface);
-      this.#hint.textContent = this.#hintFor(this.layer.tool);
+      this.#announce(this.#hintFor(this.layer.tool));
     }
     this.materialChanged();
   }
@@ -173,10 +399,10 @@ export class AnnotationPanel {
   setTool(tool: Tool): void {
     this.#textField?.blur();
     this.layer.setTool(tool);
-    for (const [t, button] of this.#toolButtons) button.setAttribute('aria-pressed', String(t === tool));
-    this.#hint.textContent = this.#hintFor(tool);
+    this.#hintText = this.#hintFor(tool);
     if (tool !== 'pan') this.select(null);
     this.layer.render();
+    this.#paint();
   }
 
   setAll(annotations: PublicAnnotation[]): void {
@@ -196,34 +422,37 @@ export class AnnotationPanel {
   }
 
   select(id: string | null): void {
-    if (id && !this.#rows.has(id)) this.#flushList();
+    if (id && !this.#listView.annotations.some((a) => a.id === id)) this.#flushList();
     // An annotation of another slice is selected (from the list): the stack goes to its slice.
     const a = id ? this.layer.get(id) : undefined;
     const surface = this.layer.surface;
     if (a && a.slice !== null && surface.slice !== null && a.slice !== surface.slice && a.materialId === surface.materialId) surface.showSlice(a.slice);
     this.#selected = id;
     this.layer.setSelected(id);
-    this.#renderEditor();
-    for (const [rowId, row] of this.#rows) {
-      row.classList.toggle('selected', rowId === id);
-      row.querySelector('button')?.setAttribute('aria-pressed', String(rowId === id));
-    }
-    if (id) this.#rows.get(id)?.scrollIntoView({ block: 'nearest' });
+    this.#syncEditor();
+    this.#paint();
+    if (id) this.#row(id)?.scrollIntoView({ block: 'nearest' });
   }
 
   destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
     if (this.#nudge) window.clearTimeout(this.#nudge.timer);
     if (this.#listFrame !== null) cancelAnimationFrame(this.#listFrame);
     document.removeEventListener('keydown', this.#onKey);
     this.#stopEmptyClick();
     this.#textField?.remove();
     this.layer.destroy();
+    render(null, this.toolbar);
+    render(null, this.#hint);
+    render(null, this.element);
   }
 
   render(): void {
     this.layer.render();
-    this.#flushList();
-    this.#renderEditor();
+    this.#takeList();
+    this.#syncEditor();
+    this.#paint();
   }
 
   #scheduleList(): void {
@@ -231,9 +460,39 @@ export class AnnotationPanel {
   }
 
   #flushList(): void {
+    this.#takeList();
+    this.#paint();
+  }
+
+  #takeList(): void {
     if (this.#listFrame !== null) cancelAnimationFrame(this.#listFrame);
     this.#listFrame = null;
-    this.#renderList();
+    const materialId = this.#materialId();
+    this.#listView = { materialId, annotations: this.layer.forMaterial(materialId) };
+  }
+
+  /** Renders the state into the three elements (the list only when taken anew or reselected). */
+  #paint(): void {
+    if (this.#destroyed) return;
+    render(<Tools tool={this.layer.tool} newLabel={this.#newLabel} newColour={this.#newColour} actions={this.#actions} />, this.toolbar);
+    render(<>{this.#hintText}</>, this.#hint);
+    const a = this.#shown();
+    const shown = a ? { annotation: a, title: editorTitle(a), meta: `Version ${a.version} · ${a.updatedBy === a.createdBy && a.version === 1 ? 'drawn' : 'last changed'} by ${this.#who(a.updatedBy)}, ${formatDateTime(a.updatedAt)}` } : null;
+    render(
+      <>
+        <h2 id="annotations-heading">Annotations</h2>
+        <AnnotationList view={this.#listView} selected={this.#selected} actions={this.#actions} />
+        <Editor shown={shown} draft={this.#draft} historyOpen={this.#historyOpen} history={this.#history} refs={this.#refs} actions={this.#actions} />
+        <GeoJsonActions materialId={this.#listView.materialId} importInput={this.#importInput} actions={this.#actions} />
+      </>,
+      this.element,
+    );
+  }
+
+  /** The list row of an annotation (its data attribute compared, never put into a selector). */
+  #row(id: string): HTMLElement | undefined {
+    for (const row of this.element.querySelectorAll<HTMLElement>('.annotation-item')) if (row.dataset.annotationId === id) return row;
+    return undefined;
   }
 
   // ------------------------------------------------------------------ state
@@ -242,8 +501,9 @@ export class AnnotationPanel {
     this.layer.apply(annotation);
     if (annotation.deleted && this.#selected === annotation.id) this.#selected = null;
     this.#scheduleList();
-    this.#renderEditor();
-    if (this.#historyFor === annotation.id && !this.#history.hidden) void this.#loadHistory(annotation.id);
+    this.#syncEditor();
+    this.#paint();
+    if (this.#historyFor === annotation.id && this.#historyOpen) void this.#loadHistory(annotation.id);
   }
 
   #key(e: KeyboardEvent): void {
@@ -291,7 +551,7 @@ export class AnnotationPanel {
 
   // ------------------------------------------------------------------ writes
 
-  async #create(kind: AnnotationKind, geometry: AnnotationGeometry, label = this.#labelInput.value.trim(), slice = this.layer.surface.slice): Promise<void> {
+  async #create(kind: AnnotationKind, geometry: AnnotationGeometry, label = this.#newLabel.trim(), slice = this.layer.surface.slice): Promise<void> {
     const materialId = this.#materialId();
     if (!materialId) return;
     try {
@@ -303,7 +563,7 @@ export class AnnotationPanel {
         clientId: randomId(),
         kind,
         geometry,
-        properties: { label, color: this.#colourInput.value, text: '' },
+        properties: { label, color: this.#newColour, text: '' },
       });
       this.#applyState(op.annotation);
       if (this.layer.tool === 'pan' || this.layer.tool === 'text') this.select(op.annotationId);
@@ -369,7 +629,8 @@ export class AnnotationPanel {
       this.#applyState(op.annotation);
       this.#announce('Annotation deleted.');
       this.#flushList();
-      this.#list.querySelector<HTMLButtonElement>('button.annotation-select')?.focus();
+      // The focused row is gone: focus goes to the first row, not to the page's top.
+      this.element.querySelector<HTMLButtonElement>('.annotation-list button.annotation-select')?.focus();
     } catch (err) {
       const current = conflictCurrent(err);
       if (!current) {
@@ -383,117 +644,54 @@ export class AnnotationPanel {
   }
 
   #announce(text: string): void {
-    this.#hint.textContent = text;
+    this.#hintText = text;
+    this.#paint();
   }
 
-  // ------------------------------------------------------------------ list and editor
+  // ------------------------------------------------------------------ editor
 
-  /** Keyed rows: reused, so focus stays on a row while others change. */
-  #renderList(): void {
-    const list = this.layer.forMaterial(this.#materialId());
-    const keep = new Set(list.map((a) => a.id));
-    for (const [id, row] of this.#rows) {
-      if (!keep.has(id)) {
-        row.remove();
-        this.#rows.delete(id);
-      }
-    }
-    const rows = list.map((a) => {
-      let row = this.#rows.get(a.id);
-      if (!row) {
-        row = h('li', { class: 'annotation-item', dataset: { annotationId: a.id } });
-        this.#rows.set(a.id, row);
-      }
-      const swatch = h('span', { class: 'swatch', attrs: { 'aria-hidden': 'true' } });
-      swatch.style.backgroundColor = a.properties.color;
-      const name = a.properties.label || '(no label)';
-      const hadFocus = row.contains(document.activeElement);
-      const button = h(
-        'button',
-        { type: 'button', class: 'annotation-select', attrs: { 'aria-pressed': String(a.id === this.#selected) }, on: { click: () => this.select(a.id === this.#selected ? null : a.id) } },
-        swatch,
-        h('span', { class: 'annotation-name' }, name),
-        h('span', { class: 'annotation-kind' }, ANNOTATION_KIND_LABEL[a.kind]),
-        a.slice !== null ? h('span', { class: 'annotation-slice', dataset: { slice: String(a.slice) } }, sliceName(a.slice)) : null,
-        a.properties.text ? h('span', { class: 'annotation-has-comment', title: 'Has a comment' }, '✎') : null,
-      );
-      replaceChildren(row, button);
-      if (hadFocus) button.focus();
-      row.classList.toggle('selected', a.id === this.#selected);
-      return row;
-    });
-    const materialId = this.#materialId();
-    replaceChildren(this.#list, ...(rows.length ? rows : [h('li', { class: 'muted' }, materialId ? 'None yet. Choose a tool above the slide to draw.' : 'Open a material to see its annotations.')]));
-    this.#exportButton.disabled = !materialId;
-    this.#importButton.disabled = !materialId;
-  }
-
-  #buildEditor(): void {
-    const save = h('button', { type: 'submit', class: 'primary small' }, 'Save');
-    const remove = h('button', { type: 'button', class: 'small danger' }, 'Delete');
-    const close = h('button', { type: 'button', class: 'small' }, 'Close');
-    remove.addEventListener('click', () => this.#selected && void this.#delete(this.#selected));
-    close.addEventListener('click', () => {
-      const id = this.#selected;
-      this.select(null);
-      if (id) this.#rows.get(id)?.querySelector('button')?.focus();
-    });
-    this.#historyButton.addEventListener('click', () => {
-      const open = this.#history.hidden;
-      this.#history.hidden = !open;
-      this.#historyButton.setAttribute('aria-expanded', String(open));
-      if (open && this.#selected) void this.#loadHistory(this.#selected);
-    });
-    this.#editor.addEventListener('submit', (e) => {
-      e.preventDefault();
-      void this.#saveEditor();
-    });
-    replaceChildren(
-      this.#editor,
-      this.#editorTitle,
-      h('label', { class: 'field', htmlFor: 'annotation-edit-label' }, h('span', {}, 'Label'), this.#editLabel),
-      h('label', { class: 'field field-inline', htmlFor: 'annotation-edit-colour' }, h('span', {}, 'Colour'), this.#editColour),
-      h('label', { class: 'field', htmlFor: 'annotation-edit-text' }, h('span', {}, 'Comment'), this.#editText),
-      this.#editMeta,
-      h('div', { class: 'editor-actions' }, save, remove, this.#historyButton, close),
-      this.#history,
-    );
-  }
-
-  #renderEditor(): void {
+  /** The selected annotation when it belongs to the open material (the editor shows it). */
+  #shown(): PublicAnnotation | undefined {
     const a = this.#selected ? this.layer.get(this.#selected) : undefined;
-    if (!a || a.materialId !== this.#materialId()) {
-      this.#editor.hidden = true;
-      this.#history.hidden = true;
-      this.#historyButton.setAttribute('aria-expanded', 'false');
-      this.#editor.dataset.annotationId = '';
+    return a && a.materialId === this.#materialId() ? a : undefined;
+  }
+
+  /**
+   * Brings the editor's fields to the selected annotation's newest version. Fields being edited
+   * keep what the person typed; a newer version shows in the others. Another annotation (or none)
+   * starts afresh, with the history closed.
+   */
+  #syncEditor(): void {
+    const a = this.#shown();
+    if (!a) {
+      this.#draft = null;
+      this.#historyOpen = false;
       return;
     }
-    const switched = this.#editor.dataset.annotationId !== a.id;
-    this.#editor.hidden = false;
-    this.#editor.dataset.annotationId = a.id;
-    this.#editor.dataset.version = String(a.version);
-    this.#editorTitle.textContent = `${ANNOTATION_KIND_LABEL[a.kind]}${a.properties.label ? `: ${a.properties.label}` : ''}${a.slice !== null ? ` (${sliceName(a.slice)})` : ''}`;
-    // Fields being edited keep what the person typed; a newer version shows in the others.
-    const editing = this.#editor.contains(document.activeElement) && !switched;
-    if (!editing || document.activeElement !== this.#editLabel) this.#editLabel.value = a.properties.label;
-    if (!editing || document.activeElement !== this.#editColour) this.#editColour.value = a.properties.color;
-    if (!editing || document.activeElement !== this.#editText) this.#editText.value = a.properties.text;
-    this.#editMeta.textContent = `Version ${a.version} · ${a.updatedBy === a.createdBy && a.version === 1 ? 'drawn' : 'last changed'} by ${this.#who(a.updatedBy)}, ${formatDateTime(a.updatedAt)}`;
-    if (switched) {
-      this.#history.hidden = true;
-      this.#historyButton.setAttribute('aria-expanded', 'false');
-    }
+    const before = this.#draft;
+    const switched = before?.id !== a.id;
+    const active = document.activeElement;
+    const editing = !switched && !!this.#refs.form.current?.contains(active);
+    const typing = (field: { current: Element | null }) => editing && active !== null && active === field.current;
+    this.#draft = {
+      id: a.id,
+      label: typing(this.#refs.label) ? before!.label : a.properties.label,
+      color: typing(this.#refs.color) ? before!.color : a.properties.color,
+      text: typing(this.#refs.text) ? before!.text : a.properties.text,
+    };
+    if (switched) this.#historyOpen = false;
   }
 
   async #saveEditor(): Promise<void> {
     const a = this.#selected ? this.layer.get(this.#selected) : undefined;
-    if (!a) return;
+    const draft = this.#draft;
+    if (!a || !draft) return;
     const patch: PropertiesPatch = {};
-    const label = this.#editLabel.value.trim();
-    const text = this.#editText.value.trim();
+    const label = draft.label.trim();
+    const text = draft.text.trim();
+    const color = draft.color.toLowerCase();
     if (label !== a.properties.label) patch.label = label;
-    if (this.#editColour.value.toLowerCase() !== a.properties.color) patch.color = this.#editColour.value.toLowerCase();
+    if (color !== a.properties.color) patch.color = color;
     if (text !== a.properties.text) patch.text = text;
     if (Object.keys(patch).length === 0) {
       this.#announce('Nothing to save: no field changed.');
@@ -509,32 +707,35 @@ export class AnnotationPanel {
 
   // ------------------------------------------------------------------ history
 
+  #toggleHistory(): void {
+    this.#historyOpen = !this.#historyOpen;
+    this.#paint();
+    if (this.#historyOpen && this.#selected) void this.#loadHistory(this.#selected);
+  }
+
   async #loadHistory(id: string): Promise<void> {
     this.#historyFor = id;
-    replaceChildren(this.#history, h('p', { class: 'muted' }, 'Loading the history…'));
+    this.#history = { state: 'loading' };
+    this.#paint();
     let ops: AnnotationOp[];
     try {
       ops = await this.host.call<AnnotationOp[]>('annotation:history', { caseId: this.host.caseId, annotationId: id });
     } catch (err) {
-      if (this.#historyFor === id) replaceChildren(this.#history, h('p', { class: 'form-error' }, err instanceof AckFailure ? err.message : 'The history could not be loaded.'));
+      if (this.#historyFor === id) {
+        this.#history = { state: 'failed', message: err instanceof AckFailure ? err.message : 'The history could not be loaded.' };
+        this.#paint();
+      }
       return;
     }
     if (this.#historyFor !== id) return;
     const current = this.layer.get(id);
-    const items = ops.map((op, i) => {
+    const entries = ops.map((op, i): HistoryEntry => {
       const before = i > 0 ? ops[i - 1]!.annotation : null;
       const restorable = current && !current.deleted && op.op !== 'delete' && op.version !== current.version;
-      return h(
-        'li',
-        { class: 'history-item', dataset: { version: String(op.version) } },
-        h('span', { class: 'history-what' }, `Version ${op.version}: ${describeChange(op, before)}`),
-        h('span', { class: 'history-who' }, `${this.#who(op.userId)}, ${formatDateTime(op.at)}`),
-        restorable
-          ? h('button', { type: 'button', class: 'small link', attrs: { 'aria-label': `Restore version ${op.version}` }, on: { click: () => void this.#restore(id, op.annotation) } }, 'Restore')
-          : null,
-      );
+      return { version: op.version, what: describeChange(op, before), who: `${this.#who(op.userId)}, ${formatDateTime(op.at)}`, restore: restorable ? op.annotation : null };
     });
-    replaceChildren(this.#history, h('h4', {}, 'History'), h('ol', { class: 'history-list' }, ...items));
+    this.#history = { state: 'loaded', annotationId: id, entries };
+    this.#paint();
   }
 
   async #restore(id: string, old: PublicAnnotation): Promise<void> {
@@ -554,8 +755,11 @@ export class AnnotationPanel {
     try {
       const collection = await this.host.api.get<GeoJsonFeatureCollection>(this.#geojsonUrl(materialId, 'annotations.geojson'));
       const url = URL.createObjectURL(new Blob([JSON.stringify(collection, null, 2)], { type: 'application/geo+json' }));
-      // The file name carries ids only, never a patient's name.
-      const link = h('a', { href: url, download: `annotations-${materialId}.geojson`, hidden: true });
+      // A download link clicked once and removed; the file name carries ids only, never a patient's name.
+      const link = document.createElement('a');
+      link.href = url;
+      link.download = `annotations-${materialId}.geojson`;
+      link.hidden = true;
       document.body.appendChild(link);
       link.click();
       link.remove();
@@ -566,10 +770,11 @@ export class AnnotationPanel {
     }
   }
 
-  async #import(): Promise<void> {
+  async #import(input: HTMLInputElement): Promise<void> {
     const materialId = this.#materialId();
-    const file = this.#importInput.files?.[0];
-    this.#importInput.value = '';
+    const file = input.files?.[0];
+    // Emptied at once, so choosing the same file again is a change again.
+    input.value = '';
     if (!materialId || !file) return;
     let body: unknown;
     try {
@@ -587,6 +792,10 @@ export class AnnotationPanel {
       this.host.say(`Import failed: ${describeError(err)}`);
     }
   }
+}
+
+function editorTitle(a: PublicAnnotation): string {
+  return `${ANNOTATION_KIND_LABEL[a.kind]}${a.properties.label ? `: ${a.properties.label}` : ''}${a.slice !== null ? ` (${sliceName(a.slice)})` : ''}`;
 }
 
 function conflictCurrent(err: unknown): PublicAnnotation | null {
