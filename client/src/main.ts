@@ -1,18 +1,18 @@
 // The application shell: decides from the server's answer (GET /api/me) which page a person
 // sees (sign-in, a pending step, the case list or a case), keeps the URL in step (history API;
-// the server answers index.html for these paths), and owns the inactivity warning.
+// the server answers index.html for these paths), and owns the inactivity warning. The top bar and
+// the warning are Preact components (shell.tsx) rendered into elements this shell owns.
 import './styles.css';
 import { Api, type SessionLossCode } from './api';
 import type { AppContext, View } from './context';
 import { h, replaceChildren } from './dom';
 import { IdleWatch } from './idle';
-import { ROLE_LABEL } from './labels';
 import { passwordChangeView, signInView, totpEnrolView } from './views/auth';
 import { caseListView } from './views/caseList';
+import { APP_NAME, hideIdleWarning, renderHeader, showIdleWarning } from './shell';
 import { ERROR_CODES } from '../../src/protocol/errors';
 import type { MeResponse } from '../../src/protocol/identity';
 
-const APP_NAME = 'Case collaboration';
 const CASE_PATH = /^\/cases\/([A-Za-z0-9_-]{22})\/?$/;
 const ADMIN_PATH = /^\/admin(?:\/([a-z]+))?\/?$/;
 const FOLLOWUPS_PATH = /^\/followups\/?$/;
@@ -31,7 +31,6 @@ class App implements AppContext {
   readonly #warning = h('div', { class: 'idle-warning', hidden: true, attrs: { role: 'alertdialog', 'aria-labelledby': 'idle-warning-text' } });
   #view: View | null = null;
   #idle: IdleWatch | null = null;
-  #countdown: number | null = null;
   #notice: string | null = null;
   #returnTo: string | null = null;
   /** The one-time password just typed at sign-in, until it is changed (memory only). */
@@ -157,29 +156,15 @@ class App implements AppContext {
   }
 
   #showWarning(deadline: number): void {
-    const text = h('p', { id: 'idle-warning-text' });
-    const update = () => {
-      const left = Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
-      text.textContent = `You will be signed out in ${left} second${left === 1 ? '' : 's'} because of inactivity.`;
-    };
-    update();
-    const stay = h('button', { type: 'button', class: 'primary' }, 'Stay signed in');
-    stay.addEventListener('click', () => {
+    showIdleWarning(this.#warning, deadline, () => {
       // The click itself counts as activity (IdleWatch); this also restarts the server's clock now.
       this.api.me().catch(() => undefined);
       this.#idle?.activity();
     });
-    replaceChildren(this.#warning, h('div', { class: 'idle-warning-box' }, text, stay));
-    this.#warning.hidden = false;
-    this.#countdown = window.setInterval(update, 1000);
-    stay.focus();
   }
 
   #hideWarning(): void {
-    if (this.#countdown !== null) window.clearInterval(this.#countdown);
-    this.#countdown = null;
-    this.#warning.hidden = true;
-    replaceChildren(this.#warning);
+    hideIdleWarning(this.#warning);
   }
 
   #disposeView(): void {
@@ -189,27 +174,7 @@ class App implements AppContext {
   }
 
   #renderHeader(): void {
-    const me = this.me;
-    if (!me || me.pending !== null) {
-      this.#header.hidden = true;
-      replaceChildren(this.#header);
-      return;
-    }
-    this.#header.hidden = false;
-    replaceChildren(
-      this.#header,
-      h('a', { class: 'brand', href: '/cases', dataset: { link: '' } }, APP_NAME),
-      h('span', { class: 'site-name' }, me.site.name),
-      h(
-        'nav',
-        { class: 'main-nav', attrs: { 'aria-label': 'Main' } },
-        h('a', { href: '/cases', dataset: { link: '' }, attrs: location.pathname.startsWith('/cases') ? { 'aria-current': 'page' } : {} }, 'Cases'),
-        h('a', { href: '/followups', dataset: { link: '' }, attrs: location.pathname.startsWith('/followups') ? { 'aria-current': 'page' } : {} }, 'Follow-ups'),
-        me.user.role === 'site_admin' ? h('a', { href: '/admin/users', dataset: { link: '' }, attrs: location.pathname.startsWith('/admin') ? { 'aria-current': 'page' } : {} }, 'Administration') : null,
-      ),
-      h('span', { class: 'user-name', title: me.user.email }, `${me.user.name} · ${ROLE_LABEL[me.user.role]}`),
-      h('button', { type: 'button', class: 'sign-out', on: { click: () => void this.signOut() } }, 'Sign out'),
-    );
+    renderHeader(this.#header, this.me, () => void this.signOut());
   }
 
   #render(): void {
