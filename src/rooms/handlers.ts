@@ -16,8 +16,12 @@ import {
   type JoinSnapshot,
   type Member,
   type Presenter,
+  type Viewport,
 } from '../protocol/realtime';
 import { roomName, type RoomRegistry } from './CaseRoom';
+
+/** Quiet time after the presenter's last viewport update before it is sent again, reliably. */
+export const VIEWPORT_SETTLE_MS = 300;
 
 export interface DurableSync {
   /** Missed chat after `afterSeq` (all when undefined), with the latest seq. */
@@ -133,6 +137,11 @@ export function registerRoomHandlers(socket: Socket, state: SocketState, deps: R
   });
 
   // Volatile: only the presenter's viewport is relayed; only the latest is kept (for newcomers).
+  // A volatile packet is dropped when a follower's connection is still writing the previous one,
+  // so the view the presenter stops at is sent once more, reliably, when the moves settle:
+  // followers always end on the presenter's final view, however many moves in between were lost.
+  let settle: { timer: NodeJS.Timeout; caseId: string; viewport: Viewport } | null = null;
+  socket.once('disconnect', () => settle && clearTimeout(settle.timer));
   dispatcher.on(socket, state, 'viewport:update', { schema: viewportSchema, action: 'case.read', rate: 'volatile', volatile: true }, async ({ identity }, input) => {
     const presenter = await rooms.state.presenter(input.caseId);
     if (presenter?.userId !== identity.actor.userId) return null;
@@ -140,8 +149,19 @@ export function registerRoomHandlers(socket: Socket, state: SocketState, deps: R
     const viewport = { ...rest, byUserId: identity.actor.userId, at: new Date().toISOString() };
     await rooms.state.setViewport(caseId, viewport);
     socket.volatile.to(roomName(caseId)).emit('viewport', { caseId, viewport });
+    if (settle) clearTimeout(settle.timer);
+    const pending = { caseId, viewport, timer: setTimeout(() => void resendSettled(pending), VIEWPORT_SETTLE_MS) };
+    settle = pending;
     return null;
   });
+  const resendSettled = async (pending: { caseId: string; viewport: Viewport }): Promise<void> => {
+    if (settle?.viewport === pending.viewport) settle = null;
+    if (!socket.connected || !state.rooms.has(pending.caseId)) return;
+    // Only if it is still the room's view (the presenter may have changed meanwhile).
+    const current = await rooms.state.viewport(pending.caseId).catch(() => null);
+    if (!current || JSON.stringify(current) !== JSON.stringify(pending.viewport)) return;
+    socket.to(roomName(pending.caseId)).emit('viewport', { caseId: pending.caseId, viewport: pending.viewport });
+  };
 
   dispatcher.on(socket, state, 'pointer:update', { schema: pointerSchema, action: 'case.read', rate: 'volatile', volatile: true }, async ({ identity }, input) => {
     const { caseId, ...rest } = input;

@@ -1,7 +1,7 @@
 // Case rooms over real Socket.IO: handshake by session cookie and Origin, presence, presenter and
 // follow mode, pointer, permissions, and sockets closed when their session ends.
-import type { Socket as ClientSocket } from 'socket.io-client';
-import { call, connect, nextEvent, startTestServer, waitFor, type TestClient, type TestServer } from '../helpers/server';
+import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client';
+import { call, connect, cookieHeaderOf, nextEvent, startTestServer, waitFor, type TestClient, type TestServer } from '../helpers/server';
 
 let t: TestServer;
 let admin: TestClient;
@@ -98,6 +98,27 @@ test('presenter and follow mode: a clinician takes it, followers get the viewpor
   const cleared = nextEvent<{ presenter: null }>(presenter, 'presenter:changed', (p) => p.presenter === null);
   follower.disconnect();
   expect((await cleared).presenter).toBeNull();
+});
+
+test('a burst of moves: the follower ends on the presenter\'s final view, even when the volatile relay dropped it', async () => {
+  const presenter = await socketOf(clinician);
+  // HTTP long-polling: between two polls the connection is not writable, and Socket.IO drops the
+  // volatile packets meant for it then (as it does for a WebSocket still writing a large frame).
+  const follower = ioClient(t.url, { path: '/socket.io', transports: ['polling'], autoConnect: false, reconnection: false, ca: t.ca, extraHeaders: { Cookie: cookieHeaderOf(pathologist) } });
+  open.push(await connect(follower));
+  await call(presenter, 'room:join', { caseId });
+  await call(follower, 'room:join', { caseId });
+  expect((await call(presenter, 'presenter:take', { caseId })).ok).toBe(true);
+
+  const seen: number[] = [];
+  follower.on('viewport', (p: { viewport: { zoom: number } }) => seen.push(p.viewport.zoom));
+  // 40 moves in one go (within the 60/s volatile budget), all reaching the server (the browser client
+  // sends its last view reliably once the moves settle: client/src/room/RoomClient.ts).
+  for (let zoom = 1; zoom <= 40; zoom++) presenter.emit('viewport:update', { caseId, materialId, center: { x: 0.5, y: 0.5 }, zoom, rotation: 0 });
+  await waitFor(() => seen.at(-1) === 40, `the follower shows the final zoom (40); it saw ${seen.join(',')}`, 5000);
+  // Most of the moves in between never reached the follower: only the final view is guaranteed.
+  expect(seen.length).toBeLessThan(40);
+  presenter.emit('presenter:release', { caseId });
 });
 
 test('events need a joined room, a valid payload and stay within the rate limit', async () => {

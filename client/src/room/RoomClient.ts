@@ -43,6 +43,8 @@ export interface RoomHandlers {
 const ACK_TIMEOUT_MS = 10_000;
 const SESSION_REFUSALS = ['UNAUTHENTICATED', 'SESSION_EXPIRED', 'ACCESS_STOPPED'];
 const BACK_ONLINE_MS = 3000;
+/** Quiet time after the last viewport move before it is sent again reliably (the server does the same for followers). */
+const VIEWPORT_SETTLE_MS = 300;
 
 type TypedSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
@@ -55,6 +57,7 @@ export class RoomClient {
   #everConnected = false;
   #closed = false;
   #backOnlineTimer: number | null = null;
+  #settleTimer: number | null = null;
   #syncing = { chat: false, annotations: false };
   /** Acknowledged events sent and not yet answered; a move to another node waits for them. */
   #inFlight = 0;
@@ -99,8 +102,18 @@ export class RoomClient {
   }
 
   /** Volatile events: no ack, dropped when not connected (only the latest position matters). */
+  /**
+   * Volatile (a move that cannot be sent now is skipped, the next one supersedes it); the last
+   * view is sent once more, reliably, when the moves settle, so the room always ends on it.
+   */
   sendViewport(payload: Parameters<ClientToServerEvents['viewport:update']>[0]): void {
-    if (this.joined) this.socket.volatile.emit('viewport:update', payload);
+    if (!this.joined) return;
+    this.socket.volatile.emit('viewport:update', payload);
+    if (this.#settleTimer !== null) window.clearTimeout(this.#settleTimer);
+    this.#settleTimer = window.setTimeout(() => {
+      this.#settleTimer = null;
+      if (this.joined) this.socket.emit('viewport:update', payload);
+    }, VIEWPORT_SETTLE_MS);
   }
 
   sendPointer(payload: Parameters<ClientToServerEvents['pointer:update']>[0]): void {
@@ -110,6 +123,7 @@ export class RoomClient {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#settleTimer !== null) window.clearTimeout(this.#settleTimer);
     if (this.#backOnlineTimer !== null) window.clearTimeout(this.#backOnlineTimer);
     this.socket.removeAllListeners();
     this.socket.io.removeAllListeners();
