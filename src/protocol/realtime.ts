@@ -111,6 +111,8 @@ export interface ServerToClientEvents {
   'chat:message': (payload: { caseId: string; message: unknown }) => void;
   'annotation:op': (payload: { caseId: string; op: unknown }) => void;
   'material:progress': (payload: { caseId: string; material: unknown }) => void;
+  /** An order or report from the RIS (HL7) was attached to the case: read GET …/radiology/documents again. */
+  'documents:changed': (payload: { caseId: string; kind: 'order' | 'report' }) => void;
   'session:ended': (payload: { reason: SessionEndReason }) => void;
   /** This node is shutting down: reconnect (the load balancer picks another node) and rejoin. */
   'server:draining': (payload: { reconnect: true }) => void;

@@ -6,6 +6,7 @@
 // instance changes nothing. Viewing renders slices server-side and de-identifies headers for
 // viewers without View Patient Info.
 import { createHash, createHmac } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import type { AuditService } from '../audit/service';
 import type { AuditActor } from '../audit/model';
 import type { MaterialRecord } from '../cases/model';
@@ -83,7 +84,12 @@ export function sourceActor(source: IntakeSource): AuditActor {
   }
 }
 
-export class RadiologyService {
+export interface RadiologyEvents {
+  /** An HL7 order or report was attached to a case (its room re-reads the documents). */
+  document: [{ caseId: string; kind: 'order' | 'report' }];
+}
+
+export class RadiologyService extends EventEmitter<RadiologyEvents> {
   readonly instances: InstanceStorage;
   /** Intake is serialised per site: two instances of a new study must not create two cases. */
   readonly #siteQueues = new Map<string, Promise<unknown>>();
@@ -98,6 +104,7 @@ export class RadiologyService {
     /** The slide converter, for large single frames (absent: they are shown as one PNG only). */
     private readonly converter: MaterialConverter | null = null,
   ) {
+    super();
     this.instances = new InstanceStorage(materials);
   }
 
@@ -561,6 +568,7 @@ export class RadiologyService {
         ],
         details: { duplicate: !added },
       });
+      if (added) this.emit('document', { caseId, kind: input.kind });
       return { caseId, created, duplicate: !added };
     });
   }

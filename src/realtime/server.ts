@@ -292,6 +292,9 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
   };
   app.chat.on('message', onChat);
   app.annotations.on('ops', onOps);
+  // Only the fact is sent: the documents' text is read through the authorised, audited route.
+  const onDocument = ({ caseId, kind }: { caseId: string; kind: 'order' | 'report' }) => toRoom(caseId).emit('documents:changed', { caseId, kind });
+  app.radiology.on('document', onDocument);
 
   let closed = false;
   const close = async () => {
@@ -303,6 +306,7 @@ export async function createRealtime(httpsServer: https.Server, app: App, durabl
     app.converter.off('progress', onProgress);
     app.chat.off('message', onChat);
     app.annotations.off('ops', onOps);
+    app.radiology.off('document', onDocument);
     // Redis away: nothing can be written there now (this node's members age out by themselves),
     // and commands queued for a reconnect (leaves, the adapter's unsubscribe) would hold the
     // shutdown forever. Dropping the connections makes them fail at once: now if Redis is

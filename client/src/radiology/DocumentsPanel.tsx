@@ -1,7 +1,8 @@
 // Orders and reports of a case, as they arrived from the hospital's RIS by HL7 (ORM^O01 orders,
 // ORU^R01 reports; src/radiology/hl7.ts). They are read from the authorised, audited route
-// GET /api/cases/:caseId/radiology/documents when the case opens, after a reconnect, and on
-// demand. Report text is rendered as text by Preact (never as markup).
+// GET /api/cases/:caseId/radiology/documents when the case opens, when the room says one arrived
+// (`documents:changed`), after a reconnect, and on demand. Report text is rendered as text by
+// Preact (never as markup).
 //
 // The pattern of the client's panels: a class with a small imperative API for the page that owns
 // it (`element`, `refresh()`, `dispose()`), holding the state, and a Preact component rendering

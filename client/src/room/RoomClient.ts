@@ -34,6 +34,8 @@ export interface RoomHandlers {
   chat(message: PublicChatMessage): void;
   annotationOp(op: AnnotationOp): void;
   material(material: PublicMaterial): void;
+  /** An order or report arrived from the RIS for this case. */
+  documents(): void;
   /** The session ended (server event) or the handshake was refused for the session. */
   sessionEnded(reason: SessionEndReason | 'refused', code?: string): void;
   /** A join failed for another reason (no such case, forbidden...). */
@@ -167,6 +169,7 @@ export class RoomClient {
     s.on('viewport', ({ caseId, viewport }) => caseId === this.caseId && this.handlers.viewport(viewport));
     s.on('pointer', ({ caseId, pointer }) => caseId === this.caseId && this.handlers.pointer(pointer));
     s.on('material:progress', ({ caseId, material }) => caseId === this.caseId && this.handlers.material(material as PublicMaterial));
+    s.on('documents:changed', ({ caseId }) => caseId === this.caseId && this.handlers.documents());
     s.on('chat:message', ({ caseId, message }) => {
       if (caseId === this.caseId) this.#onChat(message as PublicChatMessage);
     });

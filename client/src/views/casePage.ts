@@ -174,6 +174,7 @@ class CasePage {
       chat: (m) => this.#chat?.add([m]),
       annotationOp: (op) => this.#applyOp(op),
       material: (m) => this.#materials?.upsert(m),
+      documents: () => void this.#documents?.refresh(),
       sessionEnded: (reason, code) => {
         const notice = reason === 'refused' ? (code === 'ACCESS_STOPPED' ? 'Access for this account has been stopped.' : SESSION_END_NOTICE.expired) : SESSION_END_NOTICE[reason];
         this.ctx.sessionEnded(notice);
